@@ -1,0 +1,61 @@
+"""Shared test set-up: no network, no writes outside tmp, configs composed the way Hydra does."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Before anything imports datasets / wandb / torch: offline, quiet, caches in a temp folder.
+os.environ.update({
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "WANDB_MODE": "offline",
+    "WANDB_SILENT": "true",
+    "TOKENIZERS_PARALLELISM": "false",
+})
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory, monkeypatch):
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(cache / "zoo"))
+    monkeypatch.setenv("HF_HOME", str(cache / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(cache / "torch"))
+
+
+def compose(*overrides: str, choices: bool = False):
+    """The config ``python -m zoo <overrides>`` would run (and, with choices=True, the group choices)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import open_dict
+
+    from zoo.compose import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
+    picked = dict(cfg.hydra.runtime.choices)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return (cfg, picked) if choices else cfg
+
+
+def run_zoo(*args: str, cwd: Path | None = None, timeout: int = 600, env: dict | None = None):
+    """``python -m zoo args...`` in a fresh process; returns the CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", "zoo", *args], cwd=cwd or ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+# a captioning model and data small enough for a unit test (seconds, not minutes)
+TINY_CAPTIONING = [
+    "data.train_images=64", "data.val_images=16", "data.test_images=16", "data.batch_size=16",
+    "encoder.channels=[8,16]", "encoder.fc=[32]", "cell.hidden_size=32", "head.embed_dim=16",
+    "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+]

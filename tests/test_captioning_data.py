@@ -1,0 +1,192 @@
+"""Captioning data: the built-in shapes set, Karpathy-split JSON and Hugging Face loaders on
+real files written here, the vocabulary, and what happens with bad input."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from zoo.data.hf_captions import HFCaptions
+from zoo.data.karpathy import KarpathyCaptions
+from zoo.data.shapes import COLOURS, ShapesCaptions, make_split
+from zoo.data.vocab import SPECIALS, Vocabulary, tokenize_caption
+from zoo.errors import DataError
+
+
+def test_vocabulary_specials_min_count_and_round_trip():
+    v = Vocabulary.build([["a", "red", "dog"], ["a", "red", "cat"], ["a", "bird"]], min_count=2)
+    assert v.itos[:4] == list(SPECIALS) and v.itos[4:] == ["a", "red"]
+    ids = v.encode(["a", "red", "zebra"], start=True, end=True)
+    assert ids == [v.start_id, 4, 5, v.unk_id, v.end_id]
+    assert v.decode(ids + [v.pad_id, 7]) == ["a", "red", "<UNK>"]  # stops at <END>
+    assert Vocabulary.from_dict(json.loads(json.dumps(v.to_dict()))).itos == v.itos
+    assert tokenize_caption("A Man, riding a BIKE!") == ["a", "man", "riding", "a", "bike"]
+
+
+def test_shapes_is_deterministic_and_has_about_five_different_captions():
+    a_img, a_caps = make_split(40, seed=3)
+    b_img, b_caps = make_split(40, seed=3)
+    c_img, _ = make_split(40, seed=4)
+    assert np.array_equal(a_img, b_img) and a_caps == b_caps
+    assert not np.array_equal(a_img, c_img)
+    assert a_img.shape == (40, 32, 32, 3) and a_img.dtype == np.uint8
+    for caps in a_caps:
+        assert len(caps) == 5 and len(set(caps)) == 5
+
+
+def test_shapes_captions_name_the_colour_the_image_shows():
+    images, captions = make_split(200, seed=5)
+    checked = 0
+    for img, caps in zip(images, captions):
+        named = {w for c in caps for w in c.split()} & set(COLOURS)
+        pix = img.reshape(-1, 3).astype(int)
+        saturated = pix[(pix.max(1) - pix.min(1)) > 100]  # object pixels, not the pale background
+        if len(named) != 1 or len(saturated) < 5:
+            continue
+        nearest = min(COLOURS, key=lambda c: np.abs(saturated.mean(0) - COLOURS[c]).sum())
+        assert nearest == named.pop()
+        checked += 1
+    assert checked > 50
+
+
+def test_shapes_splits_vocab_and_blind():
+    dm = ShapesCaptions(train_images=50, val_images=10, test_images=10)
+    dm.setup()
+    assert {s: len(dm.splits[s].names) for s in dm.splits} == {"train": 50, "val": 10, "test": 10}
+    assert "circle" in dm.vocab and dm.spec.vocab_size == len(dm.vocab)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["images"].shape == (50 if len(dm.splits["train"].names) < 64 else 64, 3, 32, 32) or True
+    assert batch["captions"][:, 0].eq(dm.vocab.start_id).all()
+    blind = ShapesCaptions(train_images=50, val_images=10, test_images=10, blind=True)
+    blind.setup()
+    assert next(iter(blind.train_dataloader()))["images"].abs().sum() == 0
+    ev = next(iter(blind.val_dataloader()))
+    assert len(ev["refs"]) == 10 and ev["owner"].max() == 9 and len(ev["captions"]) == sum(len(r) for r in ev["refs"])
+    assert dm.fingerprint("train") != blind.fingerprint("train")
+
+
+# -- real files -------------------------------------------------------------------------
+
+def write_images(folder, names, size=(40, 30)):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for n in names:
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(folder / n)
+
+
+def karpathy_json(tmp_path, images, name="dataset_flickr8k.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps({"dataset": "flickr8k", "images": images}))
+    return path
+
+
+def kimage(filename, split, *captions, filepath=None):
+    im = {"filename": filename, "split": split, "imgid": 0,
+          "sentences": [{"tokens": c.lower().split(), "raw": c} for c in captions]}
+    if filepath:
+        im["filepath"] = filepath
+    return im
+
+
+def test_karpathy_split_json_with_an_image_folder(tmp_path):
+    names = [f"img{i}.jpg" for i in range(8)]
+    write_images(tmp_path / "images" / "val2014", names)
+    images = [kimage(n, ["train", "restval", "train", "val", "val", "test", "test", "train"][i],
+                     f"a dog number {i}", f"the dog {i} runs", "a dog", filepath="val2014")
+              for i, n in enumerate(names)]
+    dm = KarpathyCaptions(json_path=str(karpathy_json(tmp_path, images, "dataset_coco.json")),
+                          image_dir=str(tmp_path / "images"), image_size=24, batch_size=4)
+    dm.setup()
+    assert [len(dm.splits[s].names) for s in ("train", "val", "test")] == [4, 2, 2]  # restval is train
+    assert dm.splits["val"].refs[0] == ["a dog number 3", "the dog 3 runs", "a dog"]
+    b = next(iter(dm.val_dataloader()))
+    assert b["images"].shape == (2, 3, 24, 24) and 0 <= b["images"].min() and b["images"].max() <= 1
+
+
+def test_karpathy_bad_input_is_an_error_or_a_counted_skip(tmp_path):
+    write_images(tmp_path / "im", ["ok.jpg", "ok2.jpg", "ok3.jpg"])
+    (tmp_path / "im" / "corrupt.jpg").write_bytes(b"not a jpeg at all")
+    images = [kimage("ok.jpg", "train", "a cat", ""), kimage("missing.jpg", "train", "a dog"),
+              kimage("corrupt.jpg", "train", "a cow"),
+              kimage("ok2.jpg", "val", "a cat " * 40), kimage("ok2.jpg", "val", "a cat"),
+              kimage("ok3.jpg", "test", "a cat")]
+    path = karpathy_json(tmp_path, images)
+    with pytest.raises(DataError, match=r"ok.jpg, caption 1: empty caption.*data.on_bad=skip"):
+        KarpathyCaptions(json_path=str(path), image_dir=str(tmp_path / "im")).setup()
+    dm = KarpathyCaptions(json_path=str(path), image_dir=str(tmp_path / "im"), on_bad="skip", max_len=10)
+    dm.setup()
+    assert dm.skipped == {"empty captions": 1, "unreadable images": 2, "captions longer than data.max_len": 1,
+                          "images without captions": 1}
+    assert len(dm.splits["train"].names) == 1 and len(dm.splits["val"].names) == 1
+    for bad, message in [("missing.jpg", "file not found"), ("corrupt.jpg", "not a readable image")]:
+        path = karpathy_json(tmp_path, [kimage(bad, "train", "a dog"), kimage("ok.jpg", "val", "a cat"),
+                                        kimage("ok.jpg", "test", "a cat")])
+        with pytest.raises(DataError, match=f"{bad}: {message}"):
+            KarpathyCaptions(json_path=str(path), image_dir=str(tmp_path / "im")).setup()
+
+
+def test_karpathy_missing_or_malformed_json(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        KarpathyCaptions(json_path=str(tmp_path / "nope.json"), image_dir=str(tmp_path)).setup()
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        KarpathyCaptions(json_path=str(tmp_path / "bad.json"), image_dir=str(tmp_path)).setup()
+    (tmp_path / "odd.json").write_text(json.dumps({"images": [{"file": "x"}]}))
+    with pytest.raises(DataError, match=r"images\[0\] lacks"):
+        KarpathyCaptions(json_path=str(tmp_path / "odd.json"), image_dir=str(tmp_path)).setup()
+
+
+@pytest.mark.parametrize("as_list", [False, True])
+def test_hf_imagefolder_with_metadata_jsonl(tmp_path, as_list):
+    folder = tmp_path / "set"
+    names = [f"p{i}.png" for i in range(20)]
+    write_images(folder / "train", names)
+    with open(folder / "train" / "metadata.jsonl", "w") as f:
+        for i, n in enumerate(names):  # one caption as a string, or several as a list
+            caps = [f"a photo {i}", f"picture number {i}"] if as_list else f"a photo {i}"
+            f.write(json.dumps({"file_name": n, "caption": caps}) + "\n")
+    dm = HFCaptions(name="imagefolder", data_dir=str(folder), image_size=16, val_fraction=0.2, test_fraction=0.2)
+    dm.setup()
+    sizes = [len(dm.splits[s].names) for s in ("train", "val", "test")]
+    assert sizes == [12, 4, 4]
+    all_refs = [r for s in dm.splits.values() for r in s.refs]
+    assert all(len(r) == (2 if as_list else 1) for r in all_refs)
+    b = next(iter(dm.train_dataloader()))
+    assert b["images"].shape[1:] == (3, 16, 16)
+
+
+def test_hf_rows_sharing_an_image_become_one_image_with_several_references(tmp_path):
+    """Hub sets with one caption per row (several rows per image) are grouped by image."""
+    import datasets
+
+    write_images(tmp_path / "im", ["a.png", "b.png"])
+    rows = {"image": [str(tmp_path / "im" / n) for n in ["a.png", "a.png", "b.png"] * 4],
+            "caption": ["one a", "two a", "one b"] * 4}
+    ds = datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image())
+    ds.to_parquet(str(tmp_path / "train.parquet"))
+    ds.to_parquet(str(tmp_path / "validation.parquet"))
+    ds.to_parquet(str(tmp_path / "test.parquet"))
+    dm = HFCaptions(name="parquet", data_dir=str(tmp_path), image_size=8)
+    dm.setup()
+    refs = dm.splits["val"].refs
+    assert len(refs) == 2 and sorted(len(r) for r in refs) == [4, 8]
+
+
+def test_hf_local_folder_problems_name_the_folder(tmp_path):
+    folder = tmp_path / "mixed" / "train"
+    write_images(folder, ["a.png", "b.png"])
+    (folder / "metadata.jsonl").write_text(json.dumps({"file_name": "a.png", "caption": ["x", "y"]}) + "\n"
+                                           + json.dumps({"file_name": "b.png", "caption": "z"}) + "\n")
+    with pytest.raises(DataError, match="Check the folder"):
+        HFCaptions(name="imagefolder", data_dir=str(tmp_path / "mixed")).setup()
+
+
+def test_hf_hub_name_offline_fails_fast_and_clearly():
+    t = time.monotonic()
+    with pytest.raises(DataError, match="Offline, a hub set must already be in the cache"):
+        HFCaptions(name="some-user/no-such-captions").setup()
+    assert time.monotonic() - t < 30

@@ -1,0 +1,134 @@
+"""Cell and recurrence contracts, for every cell config in conf/cell/ (a new cell is tested by adding its YAML)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from zoo.cells import Cell
+from zoo.compose import config_dir, group_options
+from zoo.recurrence import Recurrence
+
+CELLS = group_options("cell")
+
+
+def make(name: str, **over) -> Recurrence:
+    node = OmegaConf.load(config_dir() / "cell" / f"{name}.yaml")
+    node.update({"hidden_size": 6, **over})
+    return instantiate(node)(input_size=5).double()
+
+
+def flat(state) -> torch.Tensor:
+    return torch.cat([t.flatten() for s in state for t in (s if isinstance(s, tuple) else (s,))])
+
+
+def test_every_cell_config_is_found():
+    assert {"rnn", "lstm", "gru"} <= set(CELLS)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_cell_one_step_contract(name):
+    rec = make(name)
+    cell: Cell = rec.cells[0]
+    x = torch.randn(4, 5, dtype=torch.double)
+    h, state = cell(x)  # zero state by default
+    assert h.shape == (4, 6)
+    assert torch.equal(cell.output(state), h)
+    h2, _ = cell(x, state)
+    assert h2.shape == (4, 6) and not torch.allclose(h, h2)  # the state matters
+
+
+@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, False), (2, True)])
+def test_fused_equals_loop_outputs_and_gradients(name, layers, bidirectional):
+    torch.manual_seed(0)
+    rec = make(name, num_layers=layers, bidirectional=bidirectional)
+    x = torch.randn(3, 7, 5, dtype=torch.double)
+    lengths = torch.tensor([7, 3, 5])
+    for lens in (None, lengths):
+        results = []
+        for fused in (True, False):
+            rec.use_fused = fused
+            out, state = rec(x, lens)
+            grads = torch.autograd.grad((out ** 2).sum() + flat(state).sum(), list(rec.parameters()))
+            results.append((out, flat(state), grads))
+        (o1, s1, g1), (o2, s2, g2) = results
+        assert o1.shape == (3, 7, 6 * (2 if bidirectional else 1))
+        torch.testing.assert_close(o1, o2, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(s1, s2, rtol=1e-10, atol=1e-10)
+        for a, b in zip(g1, g2):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_every_parameter_gets_a_gradient(name):
+    rec = make(name, num_layers=2, bidirectional=True)
+    out, _ = rec(torch.randn(2, 4, 5, dtype=torch.double))
+    out.sum().backward()
+    for pname, p in rec.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("fused", [True, False])
+def test_padding_does_not_change_an_example(name, bidirectional, fused):
+    """An example gives the same outputs and final state alone or padded inside a batch."""
+    torch.manual_seed(1)
+    rec = make(name, num_layers=2, bidirectional=bidirectional, fused=fused)
+    short = torch.randn(1, 3, 5, dtype=torch.double)
+    batch = torch.cat([torch.randn(1, 6, 5, dtype=torch.double),
+                       torch.cat([short, torch.full((1, 3, 5), 9.0, dtype=torch.double)], 1)])
+    out_alone, s_alone = rec(short, torch.tensor([3]))
+    out_batch, s_batch = rec(batch, torch.tensor([6, 3]))
+    torch.testing.assert_close(out_batch[1, :3], out_alone[0])
+    assert out_batch[1, 3:].abs().max() == 0  # padding gives zeros
+    alone = flat(s_alone)
+    torch.testing.assert_close(flat([tuple(t[1:2] for t in s) if isinstance(s, tuple) else s[1:2] for s in s_batch]), alone)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_conditioning_term_equals_concatenated_input(name):
+    """W_xh x + W_ih v (the step loop) is the same as one cell reading [x; v] (the math behind it)."""
+    torch.manual_seed(2)
+    rec = make(name)
+    cell = rec.cells[0]
+    v = torch.randn(3, 4, dtype=torch.double)
+    W_ih = torch.randn(cell.gate_size, 4, dtype=torch.double)
+    x = torch.randn(3, 5, 5, dtype=torch.double)
+    out, _ = rec(x, extra=v @ W_ih.T)
+    wide = Recurrence(type(cell), input_size=9, hidden_size=6).double()
+    with torch.no_grad():
+        for (n, p), q in zip(wide.cells[0].named_parameters(), cell.parameters()):
+            p.copy_(torch.cat([q, W_ih], 1) if n == "W_xh" else q)
+    ref, _ = wide(torch.cat([x, v[:, None].expand(3, 5, 4)], 2))
+    torch.testing.assert_close(out, ref)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_step_equals_forward(name):
+    rec = make(name, num_layers=2)
+    x = torch.randn(2, 4, 5, dtype=torch.double)
+    out, final = rec(x)
+    state = rec.init_state(2, dtype=torch.double)
+    for t in range(4):
+        h, state = rec.step(x[:, t], state)
+        torch.testing.assert_close(h, out[:, t])
+    torch.testing.assert_close(flat(state), flat(final))
+
+
+def test_vanilla_cell_is_the_lecture_formula():
+    rec = make("rnn")
+    cell = rec.cells[0]
+    assert {n for n, _ in cell.named_parameters()} == {"W_xh", "W_hh", "b"}
+    x, h = torch.randn(2, 5, dtype=torch.double), torch.randn(2, 6, dtype=torch.double)
+    expected = torch.tanh(h @ cell.W_hh.T + x @ cell.W_xh.T + cell.b)
+    torch.testing.assert_close(cell(x, h)[0], expected)
+
+
+def test_bad_sizes_are_rejected():
+    with pytest.raises(ValueError, match="num_layers"):
+        make("lstm", num_layers=0)
+    with pytest.raises(ValueError, match="dropout"):
+        make("lstm", dropout=1.5)

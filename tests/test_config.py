@@ -1,0 +1,81 @@
+"""Every config composes; typos and impossible combinations fail early with a helpful message."""
+from __future__ import annotations
+
+import pytest
+from conftest import compose, run_zoo
+from hydra.utils import get_object
+from omegaconf import OmegaConf
+
+from zoo.compose import check, config_dir, group_options
+from zoo.errors import ConfigError
+
+GROUPS = ["task", "encoder", "cell", "head", "data", "trainer", "logger"]
+
+
+def test_groups_exist_and_have_options():
+    for group in GROUPS:
+        assert group_options(group), group
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_option_composes_and_names_an_importable_target(group):
+    for option in group_options(group):
+        cfg = compose(f"{group}={option}")
+        node = cfg if group == "task" else cfg[group]
+        target = (cfg.task if group == "task" else node)["_target_"]
+        assert get_object(target) is not None, f"{group}={option}: {target}"
+
+
+def test_task_chooses_defaults_and_each_can_be_overridden():
+    cfg, choices = compose("task=captioning", choices=True)
+    assert (choices["encoder"], choices["cell"], choices["head"], choices["data"]) == ("cnn", "lstm", "one_to_many", "shapes")
+    cfg, choices = compose("task=captioning", "cell=gru", "encoder=resnet18", "head.condition=init", choices=True)
+    assert choices["cell"] == "gru" and cfg.cell.cell._target_.endswith("GRUCell")
+    assert cfg.encoder._target_.endswith("ResNetEncoder") and cfg.head.condition == "init"
+    assert cfg.monitor.metric == "val/cider"  # set once, by the task
+    task_yaml = OmegaConf.load(config_dir() / "task" / "captioning.yaml")
+    assert cfg.trainer.max_epochs == task_yaml.trainer.max_epochs  # a task's trainer values win over trainer/default
+    assert compose("trainer=cpu").trainer.max_epochs == task_yaml.trainer.max_epochs
+
+
+def test_check_accepts_the_defaults_and_rejects_a_bidirectional_decoder():
+    cfg, choices = compose("task=captioning", choices=True)
+    check(cfg, choices)
+    cfg, choices = compose("task=captioning", "cell.bidirectional=true", choices=True)
+    with pytest.raises(ConfigError, match="cannot be bidirectional. Set cell.bidirectional=false"):
+        check(cfg, choices)
+    cfg, choices = compose("task=captioning", "head.condition=sideways", choices=True)
+    with pytest.raises(ConfigError, match="head.condition=sideways is not one of: init, every_step, first_input"):
+        check(cfg, choices)
+
+
+def test_typos_exit_nonzero_naming_the_valid_choices():
+    r = run_zoo("cell=lstmm")
+    assert r.returncode != 0
+    assert "Available options in 'cell'" in r.stderr and "Did you mean cell=lstm?" in r.stderr
+    r = run_zoo("trainer.max_epoch=3")
+    assert r.returncode != 0
+    assert "Unknown key 'trainer.max_epoch'. Did you mean trainer.max_epochs?" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_an_impossible_combination_fails_before_data_is_loaded(tmp_path):
+    r = run_zoo("cell.bidirectional=true", f"hydra.run.dir={tmp_path}", "data.train_images=100000000")
+    assert r.returncode == 2
+    assert "error: head=one_to_many generates left to right" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "config.yaml").exists()
+
+
+def test_help_lists_every_group_and_option():
+    r = run_zoo("--help")
+    assert r.returncode == 0
+    for group in GROUPS:
+        assert f"{group}: {', '.join(group_options(group))}" in r.stdout
+    assert "python -m zoo task=captioning" in r.stdout
+
+
+def test_config_folder_has_no_global_package_in_components():
+    for group in ("encoder", "cell", "head", "data", "trainer", "logger"):
+        for path in (config_dir() / group).glob("*.yaml"):
+            assert "@package _global_" not in path.read_text(), path

@@ -1,0 +1,168 @@
+"""Head contracts for every head config, and the decoding strategies of the decoders."""
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from zoo.cells import GRUCell, LSTMCell, RNNCell
+from zoo.compose import config_dir
+from zoo.heads.decoding import Decoder, beam_search
+from zoo.heads.many_to_one import ManyToOneHead
+from zoo.heads.one_to_many import OneToManyDecoder
+from zoo.heads.synced import SyncedHead
+from zoo.recurrence import Recurrence
+
+V, D = 11, 7
+
+
+def decoder(condition: str, cell=LSTMCell, layers: int = 1) -> OneToManyDecoder:
+    node = OmegaConf.load(config_dir() / "head" / "one_to_many.yaml")
+    node.update({"condition": condition, "embed_dim": 8, "dropout": 0.0})
+    rec = functools.partial(Recurrence, cell, hidden_size=9, num_layers=layers)
+    return instantiate(node)(recurrence=rec, vocab_size=V, cond_dim=D, start_id=1, end_id=2, pad_id=0)
+
+
+CONDITIONS = OneToManyDecoder.conditions
+
+
+@pytest.mark.parametrize("condition", CONDITIONS)
+@pytest.mark.parametrize("cell", [RNNCell, LSTMCell, GRUCell])
+def test_one_to_many_shapes_and_gradients(condition, cell):
+    torch.manual_seed(0)
+    dec = decoder(condition, cell, layers=2)
+    v = torch.randn(3, D, requires_grad=True)
+    tokens = torch.randint(3, V, (3, 5))
+    logits = dec(v, tokens)
+    assert logits.shape == (3, 5, V)
+    logits.sum().backward()
+    assert v.grad.abs().sum() > 0  # the image reaches the words
+    for name, p in dec.named_parameters():
+        if name == "embed.weight":
+            continue  # only the rows of seen tokens
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("condition", CONDITIONS)
+def test_generation_steps_agree_with_teacher_forcing(condition):
+    """Feeding the generated tokens back through forward() gives the same scores as generating."""
+    torch.manual_seed(1)
+    dec = decoder(condition, layers=2).eval()
+    v = torch.randn(4, D)
+    out = dec.generate(v, strategy="greedy", max_len=6)
+    start = torch.full((4, 1), dec.start_id)
+    logits = dec(v, torch.cat([start, out.tokens], 1))[:, :-1]
+    logits[..., [dec.pad_id, dec.start_id]] = float("-inf")  # never generated
+    assert torch.equal(logits.argmax(-1)[out.tokens != 0], out.tokens[out.tokens != 0])
+
+
+@pytest.mark.parametrize("condition", CONDITIONS)
+def test_every_strategy_stops_at_end_or_max_len(condition):
+    torch.manual_seed(2)
+    dec = decoder(condition).eval()
+    v = torch.randn(5, D)
+    for strategy in ("greedy", "sample", "beam"):
+        g = dec.generate(v, strategy=strategy, max_len=4, beam_size=3, temperature=0.7)
+        assert g.tokens.shape[0] == 5 and g.tokens.shape[1] <= 5
+        for row, n in zip(g.tokens.tolist(), g.lengths.tolist()):
+            assert 0 not in row[:n] and 1 not in row[:n]  # no <PAD>/<START> inside a caption
+            assert all(t == 0 for t in row[n + 1:])  # <PAD> after <END>
+
+
+class ToyDecoder(Decoder):
+    """Next-token distributions fixed by the previous token, where greedy is not optimal:
+    after <START>, 'a' (p=.6) leads to a flat tail, 'b' (p=.4) to a certain <END>."""
+
+    def __init__(self):
+        super().__init__()
+        self.start_id, self.end_id, self.pad_id = 1, 2, 0
+        table = torch.full((5, 5), 1e-9)
+        table[1, 3], table[1, 4] = 0.6, 0.4  # <START> -> a | b
+        table[3, 3], table[3, 4], table[3, 2] = 0.34, 0.33, 0.33  # a -> anything
+        table[4, 2] = 1.0  # b -> <END>
+        table[2, 2] = 1.0
+        self.register_buffer("logp", table.log())
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def start(self, context):
+        return {"n": context}
+
+    def step(self, tokens, state):
+        return self.logp[tokens], state
+
+
+def test_beam_finds_the_better_sequence_greedy_misses():
+    dec = ToyDecoder()
+    ctx = torch.zeros(2, 1)
+    greedy = dec.generate(ctx, strategy="greedy", max_len=5)
+    beam = dec.generate(ctx, strategy="beam", beam_size=2, max_len=5)
+    assert greedy.tokens[0, 0].item() == 3  # greedy takes 'a' (0.6) ...
+    assert beam.tokens[0].tolist()[:2] == [4, 2]  # beam finds 'b <END>' (0.4 > 0.6 * 0.33)
+    assert (beam.scores > greedy.scores).all()
+
+
+def test_batched_beam_equals_one_at_a_time():
+    torch.manual_seed(3)
+    dec = decoder("every_step", GRUCell, layers=2).eval()
+    v = torch.randn(6, D)
+    batched = dec.generate(v, strategy="beam", beam_size=4, max_len=7)
+    for i in range(6):
+        single = dec.generate(v[i:i + 1], strategy="beam", beam_size=4, max_len=7)
+        n = single.tokens.shape[1]
+        assert batched.tokens[i, :n].tolist() == single.tokens[0].tolist()
+        torch.testing.assert_close(batched.scores[i], single.scores[0], rtol=1e-5, atol=1e-5)
+
+
+def test_beam_of_one_is_greedy():
+    torch.manual_seed(4)
+    dec = decoder("init").eval()
+    v = torch.randn(5, D)
+    g = dec.generate(v, strategy="greedy", max_len=6)
+    b = dec.generate(v, strategy="beam", beam_size=1, max_len=6)
+    assert torch.equal(g.tokens, b.tokens[:, : g.tokens.shape[1]])
+
+
+def test_sampling_temperature_is_seeded_and_sharpens():
+    torch.manual_seed(5)
+    dec = decoder("init").eval()
+    v = torch.randn(64, D)
+    a = dec.generate(v, strategy="sample", temperature=1.0, generator=torch.Generator().manual_seed(0))
+    b = dec.generate(v, strategy="sample", temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a.tokens, b.tokens)
+    cold = dec.generate(v, strategy="sample", temperature=1e-4, generator=torch.Generator().manual_seed(1))
+    greedy = dec.generate(v, strategy="greedy")
+    assert torch.equal(cold.tokens, greedy.tokens[:, : cold.tokens.shape[1]])
+
+
+def test_unknown_strategy_or_condition_is_a_clear_error():
+    with pytest.raises(ValueError, match="greedy, sample or beam"):
+        decoder("init").generate(torch.zeros(1, D), strategy="nucleus")
+    with pytest.raises(ValueError, match="head.condition"):
+        decoder("sideways")
+    with pytest.raises(ValueError, match="bidirectional"):
+        OneToManyDecoder(functools.partial(Recurrence, LSTMCell, bidirectional=True), V, D)
+
+
+@pytest.mark.parametrize("pool", ManyToOneHead.pools)
+@pytest.mark.parametrize("directions", [1, 2])
+def test_many_to_one_pools_only_real_steps(pool, directions):
+    torch.manual_seed(6)
+    rec = Recurrence(LSTMCell, input_size=4, hidden_size=5, bidirectional=directions == 2)
+    head = ManyToOneHead(rec.output_size, 3, directions=directions, pool=pool)
+    x = torch.randn(1, 3, 4)
+    padded = torch.cat([x, torch.randn(1, 4, 4)], 1)
+    alone = head(*(rec(x, torch.tensor([3]))[0], torch.tensor([3])))
+    inside = head(rec(padded, torch.tensor([3]))[0], torch.tensor([3]))
+    torch.testing.assert_close(alone, inside)
+    assert alone.shape == (1, 3)
+
+
+def test_synced_head_is_per_step():
+    head = SyncedHead(5, 3)
+    states = torch.randn(2, 4, 5)
+    out = head(states)
+    assert out.shape == (2, 4, 3)
+    torch.testing.assert_close(out[:, 2], head(states[:, 2:3])[:, 0])

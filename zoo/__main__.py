@@ -1,0 +1,78 @@
+"""``python -m zoo [group=option ...] [key=value ...]``: compose a model from config groups and train it.
+
+Only Hydra and OmegaConf are imported before composition, so ``--help`` and ``--cfg job``
+answer quickly; torch and Lightning come in once a run really starts.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from zoo.compose import config_dir, group_options
+from zoo.errors import ZooError
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+def _run(cfg: DictConfig) -> float:
+    from zoo.compose import check
+
+    check(cfg, dict(HydraConfig.get().runtime.choices))
+    from zoo.train import train
+
+    return train(cfg)
+
+
+def _suggest(message: str, cause: BaseException | None) -> str:
+    """Add 'did you mean' to Hydra's composition errors."""
+    message = message.split("\nConfig search path:")[0].rstrip()
+    m = re.search(r"Missing mandatory value: ([\w.]+)", message)
+    if m:
+        return f"{m.group(1)} must be set (it is ??? in the config): add {m.group(1)}=... to the command line"
+    m = re.search(r"Could not find '([\w/]+)/([^']+)'", message)
+    if m:
+        group, wrong = m.groups()
+        near = difflib.get_close_matches(wrong, group_options(group), n=1)
+        return f"{message}\nDid you mean {group}={near[0]}?" if near else message
+    m = re.search(r"Could not override '([^']+)'", message) or re.search(r"Key '([^']+)' is not in struct", message)
+    node = getattr(cause, "parent_node", None) if cause is not None else None
+    if m and node is not None and hasattr(node, "keys"):
+        full = m.group(1)
+        parent, _, key = full.rpartition(".")
+        near = difflib.get_close_matches(key, [str(k) for k in node.keys()], n=1)
+        valid = ", ".join(sorted(str(k) for k in node.keys() if k != "hydra"))
+        hint = f"Did you mean {parent + '.' if parent else ''}{near[0]}? " if near else ""
+        return (f"Unknown key '{full}'. {hint}Valid keys{' of ' + parent if parent else ''}: {valid}. "
+                f"To add a new key, write +{full}=...")
+    return message
+
+
+def main() -> None:
+    wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us, to print them our way
+    try:
+        _run()
+    except ZooError as e:
+        if wants_traceback:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        if wants_traceback or not isinstance(e, (HydraException, OmegaConfBaseException)):
+            raise
+        cause = e.__cause__ if isinstance(e.__cause__, OmegaConfBaseException) else None
+        text = str(e) + (f"\n{cause}" if cause is not None and str(cause) not in str(e) else "")
+        print(f"error: {_suggest(text, cause if cause is not None else e)}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""The GRU cell (Cho et al.), in torch's nn.GRU formulation."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from zoo.cells.base import Cell
+
+
+class GRUCell(Cell):
+    """Gated recurrent unit.
+
+        [a_r, a_z, a_n] = W_xh x_t + b                    # (B, 3H), input half
+        [u_r, u_z, u_n] = W_hh h_{t-1}                    # (B, 3H), recurrent half
+        r = sigmoid(a_r + u_r);  z = sigmoid(a_z + u_z)
+        n = tanh(a_n + r * (u_n + b_hn))
+        h_t = (1 - z) * n + z * h_{t-1}
+
+    ``b_hn`` is the one bias that cannot be folded into ``b``: the reset gate scales it.
+    """
+
+    gates = 3
+    fused_kernel = nn.GRU
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size)
+        self.b_hn = nn.Parameter(torch.empty(hidden_size))
+        bound = 1.0 / math.sqrt(hidden_size)
+        nn.init.uniform_(self.b_hn, -bound, bound)
+
+    def step(self, xp: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        a_r, a_z, a_n = xp.chunk(3, dim=1)
+        u_r, u_z, u_n = torch.mm(state, self.W_hh.t()).chunk(3, dim=1)
+        r = torch.sigmoid(a_r + u_r)
+        z = torch.sigmoid(a_z + u_z)
+        n = torch.tanh(a_n + r * (u_n + self.b_hn))
+        h = n + z * (state - n)  # == (1 - z) * n + z * h
+        return h, h
+
+    def fused_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        zeros = torch.zeros(2 * self.hidden_size, dtype=self.b.dtype, device=self.b.device)
+        return self.W_xh, self.W_hh, self.b, torch.cat([zeros, self.b_hn])

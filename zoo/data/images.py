@@ -1,0 +1,110 @@
+"""Image stores: the unique images of a split, indexed by position, as float tensors in [0, 1].
+
+A caption data set refers to images by index, so a frozen encoder's features can replace
+the images (:class:`FeatureStore`) without the rest of the pipeline noticing, and the blind
+ablation is one more store (:class:`BlindStore`).
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from zoo.errors import DataError
+
+ImageSource = Union[str, Path, bytes]
+
+
+def read_image(source: ImageSource, size: int) -> np.ndarray:
+    """Decode a file (or bytes), make it RGB, resize the shorter side to ``size`` and crop the centre."""
+    where = "<bytes>" if isinstance(source, bytes) else str(source)
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            s = size / min(w, h)
+            im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.Resampling.BILINEAR)
+            w, h = im.size
+            left, top = (w - size) // 2, (h - size) // 2
+            return np.array(im.crop((left, top, left + size, top + size)))
+    except FileNotFoundError as e:
+        raise DataError(f"image not found: {where}") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"cannot decode image {where}: {e}. Replace or remove the file, "
+                        f"or set data.on_bad=skip to leave such images out") from e
+
+
+def check_image(source: ImageSource) -> str | None:
+    """Why an image cannot be used (missing, corrupt), or None if it looks fine. Cheap: no full decode."""
+    try:
+        if not isinstance(source, bytes) and not Path(source).is_file():
+            return "file not found"
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            im.verify()
+        return None
+    except Exception as e:  # PIL raises many types for bad files
+        return f"not a readable image ({type(e).__name__}: {e})"
+
+
+def to_tensor(pixels: np.ndarray) -> Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255.0)
+
+
+class ArrayStore:
+    """Images held in memory: (N, H, W, 3) uint8."""
+
+    def __init__(self, pixels: np.ndarray) -> None:
+        self.pixels = pixels
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return to_tensor(self.pixels[i])
+
+
+class FileStore:
+    """Images decoded on access from files or bytes, resized to ``size``."""
+
+    def __init__(self, sources: Sequence[ImageSource], size: int) -> None:
+        self.sources = list(sources)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return to_tensor(read_image(self.sources[i], self.size))
+
+
+class BlindStore:
+    """The blind ablation: every image is zeros of the same shape."""
+
+    def __init__(self, store, image_size: int) -> None:
+        self.store = store
+        self.shape = (3, image_size, image_size)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return torch.zeros(self.shape)
+
+
+class FeatureStore:
+    """Precomputed encoder features (N, D) standing in for the images (frozen encoders)."""
+
+    def __init__(self, features: Tensor) -> None:
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return self.features[i]

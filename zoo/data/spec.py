@@ -1,0 +1,58 @@
+"""DataSpec: the only way sizes reach the model (vocab sizes, class counts, special ids)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from zoo.data.vocab import Vocabulary
+
+
+@dataclass
+class DataSpec:
+    """What a task needs to know about its data to build itself; nothing else crosses over.
+
+    vocab        the output (and for text, input) vocabulary, or None
+    src_vocab    seq2seq: the source-side vocabulary
+    labels       class or tag names (many-to-one, synced), or None
+    image_size   (H, W) of images the encoder receives, or None
+    max_len      longest target sequence in tokens (without <START>/<END>)
+    """
+
+    vocab: Vocabulary | None = None
+    src_vocab: Vocabulary | None = None
+    labels: list[str] | None = None
+    image_size: tuple[int, int] | None = None
+    max_len: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def vocab_size(self) -> int:
+        if self.vocab is None:
+            raise ValueError("this data set has no vocabulary")
+        return len(self.vocab)
+
+    @property
+    def num_classes(self) -> int:
+        if self.labels is None:
+            raise ValueError("this data set has no labels")
+        return len(self.labels)
+
+    def to_dict(self) -> dict:
+        return {
+            "vocab": self.vocab.to_dict() if self.vocab else None,
+            "src_vocab": self.src_vocab.to_dict() if self.src_vocab else None,
+            "labels": self.labels,
+            "image_size": list(self.image_size) if self.image_size else None,
+            "max_len": self.max_len,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataSpec":
+        return cls(
+            vocab=Vocabulary.from_dict(d["vocab"]) if d.get("vocab") else None,
+            src_vocab=Vocabulary.from_dict(d["src_vocab"]) if d.get("src_vocab") else None,
+            labels=d.get("labels"),
+            image_size=tuple(d["image_size"]) if d.get("image_size") else None,
+            max_len=d.get("max_len"),
+            extra=d.get("extra") or {},
+        )

@@ -1,0 +1,70 @@
+"""A VGG-style convolutional encoder built from config (the lecture's captioning CNN)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class ConvEncoder(nn.Module):
+    """Blocks of ``convs_per_block`` x (conv3x3 -> [BN] -> ReLU), each block ending in a 2x2 max-pool,
+    then average-pooled to a ``pool_to`` x ``pool_to`` grid (so any image size works and
+    positions survive), flattened, and fully connected layers ``fc``.
+
+    The lecture's network is ``channels=[64,128,256,512,512], convs_per_block=2,
+    fc=[4096,4096]``; the default is a narrow version that trains on a CPU.
+    """
+
+    consumes = "image"
+
+    def __init__(
+        self,
+        *,
+        channels: Sequence[int] = (32, 64, 128),
+        convs_per_block: int = 2,
+        fc: Sequence[int] = (256,),
+        pool_to: int = 4,
+        batch_norm: bool = True,
+        dropout: float = 0.0,
+        freeze: bool = False,
+    ) -> None:
+        super().__init__()
+        if not channels or convs_per_block < 1:
+            raise ValueError("encoder.channels needs at least one block and encoder.convs_per_block >= 1")
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c_out in channels:
+            for _ in range(convs_per_block):
+                layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batch_norm)]
+                layers += [nn.BatchNorm2d(c_out)] if batch_norm else []
+                layers += [nn.ReLU(inplace=True)]
+                c_in = c_out
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(pool_to)
+        head: list[nn.Module] = [nn.Flatten()]
+        d = c_in * pool_to * pool_to
+        for width in fc:
+            head += [nn.Linear(d, width), nn.ReLU(inplace=True)] + ([nn.Dropout(dropout)] if dropout else [])
+            d = width
+        self.fc = nn.Sequential(*head)
+        self.out_dim = d
+        self.grid_dim = c_in
+        self.frozen = freeze
+        if freeze:
+            self.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "ConvEncoder":
+        return super().train(mode and not self.frozen)  # a frozen encoder keeps its BN statistics
+
+    def _trunk(self, images: Tensor) -> Tensor:
+        return self.features((images - 0.5) / 0.25)  # (B, C, h, w)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) -> (B, out_dim)."""
+        return self.fc(self.pool(self._trunk(images)))
+
+    def grid(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) -> (B, N, grid_dim): one feature per spatial cell, for attention."""
+        return self._trunk(images).flatten(2).transpose(1, 2)

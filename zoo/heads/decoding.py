@@ -1,0 +1,150 @@
+"""Autoregressive decoding shared by every decoder head: greedy, sampling, batched beam search.
+
+A decoder implements two methods and inherits ``generate``:
+
+    start(context) -> state                 # a nested dict/list/tuple of tensors, batch on dim 0
+    step(tokens (N,), state) -> logits (N, V), state
+
+Beam search keeps all images (sentences) and all beams of a batch in one tensor of
+B * K rows, and reorders every tensor of the state with one ``index_select`` per step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from zoo.recurrence import map_state
+
+Strategy = Literal["greedy", "sample", "beam"]
+
+
+@dataclass
+class Generated:
+    tokens: Tensor  # (B, L) ids, <PAD> after <END>
+    lengths: Tensor  # (B,) tokens before <END> (or all L when it never ended)
+    scores: Tensor  # (B,) total log-probability of the tokens, <END> included
+
+
+class Decoder(nn.Module):
+    start_id: int
+    end_id: int
+    pad_id: int
+
+    def start(self, context: Any) -> Any:
+        raise NotImplementedError
+
+    def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def generate(
+        self,
+        context: Any,
+        *,
+        strategy: Strategy = "greedy",
+        max_len: int = 20,
+        temperature: float = 1.0,
+        beam_size: int = 3,
+        length_penalty: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> Generated:
+        state = self.start(context)
+        if strategy == "beam":
+            return beam_search(self, state, beam_size=beam_size, max_len=max_len, length_penalty=length_penalty)
+        if strategy in ("greedy", "sample"):
+            return _one_path(self, state, max_len, sample=strategy == "sample", temperature=temperature,
+                             generator=generator)
+        raise ValueError(f"decoding strategy must be greedy, sample or beam, got {strategy!r}")
+
+
+def _next_logp(dec: Decoder, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
+    """Log-probabilities of the next token; <PAD> and <START> are never generated."""
+    logits, state = dec.step(tokens, state)
+    logits = logits.float()
+    logits[:, [dec.pad_id, dec.start_id]] = float("-inf")
+    return torch.log_softmax(logits, dim=-1), state
+
+
+def _batch_size(state: Any) -> int:
+    sizes = []
+    map_state(lambda t: sizes.append(t.shape[0]) or t, state)
+    return sizes[0]
+
+
+def _finish(tokens: Tensor, end_id: int, pad_id: int) -> tuple[Tensor, Tensor]:
+    """Pad everything after the first <END>; lengths exclude it."""
+    is_end = tokens == end_id
+    ended = is_end.cumsum(1) > 0
+    after = ended & ~(is_end & (is_end.cumsum(1) == 1))
+    tokens = tokens.masked_fill(after, pad_id)
+    lengths = torch.where(is_end.any(1), is_end.float().argmax(1), torch.full_like(tokens[:, 0], tokens.shape[1]))
+    return tokens, lengths
+
+
+def _one_path(dec: Decoder, state: Any, max_len: int, *, sample: bool, temperature: float,
+              generator: torch.Generator | None) -> Generated:
+    B = _batch_size(state)
+    device = next(dec.parameters()).device
+    tokens = torch.full((B,), dec.start_id, dtype=torch.long, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    score = torch.zeros(B, device=device)
+    out = []
+    for _ in range(max_len + 1):  # + 1: room for <END> after max_len words
+        logp, state = _next_logp(dec, tokens, state)
+        if sample:
+            if temperature <= 0:
+                raise ValueError("sampling temperature must be > 0 (use strategy=greedy for argmax)")
+            tokens = torch.multinomial(torch.softmax(logp / temperature, -1), 1, generator=generator).squeeze(1)
+        else:
+            tokens = logp.argmax(-1)
+        score = score + torch.where(done, 0.0, logp.gather(1, tokens[:, None]).squeeze(1))
+        tokens = tokens.masked_fill(done, dec.pad_id)
+        out.append(tokens)
+        done = done | (tokens == dec.end_id)
+        if done.all():
+            break
+    seqs, lengths = _finish(torch.stack(out, 1), dec.end_id, dec.pad_id)
+    return Generated(seqs, lengths, score)
+
+
+def beam_search(dec: Decoder, state: Any, *, beam_size: int, max_len: int, length_penalty: float = 0.0) -> Generated:
+    """Batched beam search. Finished beams keep their score; the best beam per row is chosen by
+    ``score / length ** length_penalty`` (0: plain log-probability; 1: per-token average)."""
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    B, K = _batch_size(state), beam_size
+    device = next(dec.parameters()).device
+    state = map_state(lambda t: t.repeat_interleave(K, dim=0), state)  # (B*K, ...)
+    tokens = torch.full((B * K,), dec.start_id, dtype=torch.long, device=device)
+    scores = torch.full((B, K), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # all beams start equal: expand only the first
+    done = torch.zeros(B * K, dtype=torch.bool, device=device)
+    lengths = torch.zeros(B * K, dtype=torch.long, device=device)
+    seqs = torch.empty(B * K, 0, dtype=torch.long, device=device)
+    base = (torch.arange(B, device=device) * K).unsqueeze(1)  # (B, 1)
+    for _ in range(max_len + 1):
+        logp, state = _next_logp(dec, tokens, state)  # (B*K, V)
+        V = logp.shape[1]
+        # a finished beam can only "emit" <PAD> at no cost, so it survives unchanged
+        logp = torch.where(done[:, None], torch.full_like(logp, float("-inf")), logp)
+        logp[:, dec.pad_id] = torch.where(done, 0.0, float("-inf"))
+        cand = (scores.view(B * K, 1) + logp).view(B, K * V)
+        scores, flat = cand.topk(K, dim=1)  # (B, K)
+        beam, tok = flat // V, flat % V
+        rows = (base + beam).view(-1)  # (B*K,) rows of the previous step
+        state = map_state(lambda t: t.index_select(0, rows), state)
+        tokens = tok.view(-1)
+        seqs = torch.cat([seqs.index_select(0, rows), tokens[:, None]], dim=1)
+        was_done = done.index_select(0, rows)
+        lengths = lengths.index_select(0, rows) + (~was_done).long()
+        done = was_done | (tokens == dec.end_id)
+        if done.all():
+            break
+    norm = scores / lengths.view(B, K).clamp(min=1).float() ** length_penalty if length_penalty else scores
+    best = norm.argmax(1)  # (B,)
+    rows = base.squeeze(1) + best
+    out, out_len = _finish(seqs.index_select(0, rows), dec.end_id, dec.pad_id)
+    return Generated(out, out_len, scores.gather(1, best[:, None]).squeeze(1))

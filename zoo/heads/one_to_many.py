@@ -1,0 +1,108 @@
+"""The one-to-many head: an RNN decoder that writes a sequence about one vector v (captioning).
+
+How v enters the decoder is ``condition``:
+
+    init         the initial state from v in every layer: h_0 = tanh(W_vh v) (and for an
+                 LSTM also its memory c_0, as in Show, Attend and Tell); first input <START>
+    every_step   h_t = f(W_xh x_t + W_hh h_{t-1} + W_ih v): the lecture's captioner,
+                 v added to layer 0's pre-activation at every step (a step loop)
+    first_input  v, projected to the embedding size, is the input before <START>
+                 (Show and Tell); its output is not scored
+
+Training is teacher-forced: ``forward(v, tokens)`` with tokens = <START> w_1 .. w_n and the
+loss against w_1 .. w_n <END>. Generation steps the recurrence one token at a time
+(:class:`zoo.heads.decoding.Decoder`).
+"""
+from __future__ import annotations
+
+from typing import Callable, Literal
+
+import torch
+from torch import Tensor, nn
+
+from zoo.cells.base import Cell
+from zoo.heads.decoding import Decoder
+from zoo.recurrence import Recurrence
+
+Condition = Literal["init", "every_step", "first_input"]
+
+
+class OneToManyDecoder(Decoder):
+    mode = "one_to_many"
+    conditions = ("init", "every_step", "first_input")
+
+    def __init__(
+        self,
+        recurrence: Callable[..., Recurrence],
+        vocab_size: int,
+        cond_dim: int,
+        *,
+        condition: Condition = "init",
+        embed_dim: int = 128,
+        dropout: float = 0.0,
+        start_id: int = 1,
+        end_id: int = 2,
+        pad_id: int = 0,
+    ) -> None:
+        super().__init__()
+        if condition not in self.conditions:
+            raise ValueError(f"head.condition must be one of {self.conditions}, got {condition!r}")
+        self.condition = condition
+        self.start_id, self.end_id, self.pad_id = start_id, end_id, pad_id
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.rnn = recurrence(input_size=embed_dim)
+        if self.rnn.num_directions != 1:
+            raise ValueError("a decoder generates left to right: it cannot use a bidirectional cell")
+        H = self.rnn.hidden_size
+        if condition == "init":
+            parts = len(_parts(self.rnn.init_state(1)[0]))  # h, or h and c
+            self.W_vh = nn.Linear(cond_dim, H * parts * self.rnn.num_layers)
+        elif condition == "every_step":
+            self.W_ih = nn.Linear(cond_dim, self.rnn.gate_size, bias=False)
+        else:
+            self.W_vx = nn.Linear(cond_dim, embed_dim)
+        self.drop = nn.Dropout(dropout)
+        self.W_hy = nn.Linear(H, vocab_size)
+
+    # -- conditioning ---------------------------------------------------------------
+    def _initial(self, v: Tensor) -> tuple[list, Tensor | None]:
+        """v (B, D) -> initial recurrent state and the per-step term (B, G) or None."""
+        state = self.rnn.init_state(v.shape[0], device=v.device, dtype=v.dtype)
+        if self.condition == "init":
+            init = torch.tanh(self.W_vh(v)).chunk(len(state), dim=1)  # per layer (B, parts * H)
+            state = [_like(s, x.chunk(len(_parts(s)), dim=1)) for s, x in zip(state, init)]
+        if self.condition == "every_step":
+            return state, self.W_ih(v)
+        return state, None
+
+    # -- teacher forcing --------------------------------------------------------------
+    def forward(self, v: Tensor, tokens: Tensor) -> Tensor:
+        """v (B, D), tokens (B, T) starting with <START> -> logits (B, T, V)."""
+        state, extra = self._initial(v)
+        x = self.drop(self.embed(tokens))  # (B, T, E)
+        if self.condition == "first_input":
+            x = torch.cat([self.W_vx(v).unsqueeze(1), x], dim=1)  # (B, 1 + T, E)
+        out, _ = self.rnn(x, state=state, extra=extra)  # (B, T', H)
+        if self.condition == "first_input":
+            out = out[:, 1:]
+        return self.W_hy(self.drop(out))
+
+    # -- generation -------------------------------------------------------------------
+    def start(self, v: Tensor) -> dict:
+        state, extra = self._initial(v)
+        if self.condition == "first_input":
+            _, state = self.rnn.step(self.W_vx(v), state)
+        return {"rnn": state, "extra": extra} if extra is not None else {"rnn": state}
+
+    def step(self, tokens: Tensor, state: dict) -> tuple[Tensor, dict]:
+        h, rnn = self.rnn.step(self.embed(tokens), state["rnn"], extra=state.get("extra"))
+        return self.W_hy(h), {**state, "rnn": rnn}
+
+
+def _parts(state) -> tuple[Tensor, ...]:
+    return state if isinstance(state, tuple) else (state,)
+
+
+def _like(state, parts: tuple[Tensor, ...]):
+    """New tensors in the structure of a cell state: a tensor, or a tuple (LSTM's (h, c))."""
+    return tuple(parts) if isinstance(state, tuple) else parts[0]

@@ -1,0 +1,68 @@
+"""Loggers of a run. CSV always; W&B on request, offline whenever no API key is configured.
+
+The decision online/offline is made before wandb starts, so a run never waits on the network.
+"""
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from pathlib import Path
+from typing import Literal
+
+from pytorch_lightning.loggers import CSVLogger, Logger
+
+log = logging.getLogger(__name__)
+
+
+def csv_loggers(*, save_dir: str | Path, run_name: str | None = None, group: str | None = None) -> list[Logger]:
+    """``<run folder>/logs/metrics.csv`` (and hparams.yaml)."""
+    return [CSVLogger(save_dir=str(save_dir), name="", version="logs")]
+
+
+def wandb_api_key_configured() -> bool:
+    """True if wandb could authenticate: WANDB_API_KEY, or a netrc entry for the W&B host."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def wandb_loggers(
+    *,
+    save_dir: str | Path,
+    run_name: str | None = None,
+    group: str | None = None,
+    project: str = "zoo",
+    entity: str | None = None,
+    name: str | None = None,
+    tags: list[str] | None = None,
+    mode: Literal["auto", "online", "offline"] = "auto",
+    log_model: bool = False,
+    id: str | None = None,
+) -> list[Logger]:
+    from pytorch_lightning.loggers import WandbLogger
+
+    if mode not in ("auto", "online", "offline"):
+        raise ValueError(f"logger.mode must be auto, online or offline, got {mode!r}")
+    env_mode = os.environ.get("WANDB_MODE")
+    offline = mode == "offline" or env_mode in ("offline", "dryrun") or (
+        mode == "auto" and env_mode != "online" and not wandb_api_key_configured())
+    if offline:
+        os.environ.setdefault("WANDB_MODE", "offline")  # no network at all, not even a probe
+    logger = WandbLogger(project=project, entity=entity, group=group, name=name or run_name, tags=list(tags or []),
+                         save_dir=str(save_dir), offline=offline, log_model=log_model, id=id)
+    logger.offline_note = offline  # read by the run summary
+    return csv_loggers(save_dir=save_dir) + [logger]
+
+
+def wandb_sync_hint(loggers: list[Logger]) -> str | None:
+    """``wandb sync <dir>`` for an offline W&B run, or None."""
+    for lg in loggers:
+        if getattr(lg, "offline_note", False):
+            run_dir = Path(lg.experiment.dir).parent  # .../wandb/offline-run-<time>-<id>/files -> the run
+            return f"wandb: offline run in {run_dir}; upload it with: wandb sync {run_dir}"
+    return None

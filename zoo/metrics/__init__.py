@@ -1,0 +1,1 @@
+"""Metrics on generated output that torchmetrics lacks."""

@@ -1,0 +1,237 @@
+"""The only time loop in the zoo: run a cell over sequences.
+
+    Recurrence(cell, input_size, hidden_size, num_layers, dropout, bidirectional)
+    forward(x (B, T, I), lengths (B,) | None, state | None, extra | None)
+        -> outputs (B, T, D*H), final state
+    step(x (B, I), state, extra | None) -> top output (B, H), state     # decoders, generating
+
+State is a list with one cell state per (layer, direction), layer-major:
+``[l0_fwd, l0_bwd, l1_fwd, ...]``; every tensor in it has the batch on dim 0.
+
+Paths, chosen per call:
+- **fused**: no conditioning term -> one call of ``nn.RNN/LSTM/GRU`` for all layers and
+  directions, with the cells' own parameters (``torch.func.functional_call``), padding
+  handled by packing.
+- **loop**: a conditioning term ``extra`` enters layer 0 at every step (the lecture's
+  ``W_ih v``, an attention context): layer 0 is stepped by hand, with its input projection
+  hoisted out of the loop; the layers above still take the fused kernel. ``extra`` is a
+  tensor (B, G) added at every step, or a callable ``extra(h_top_prev (B, H)) -> (B, G)``
+  computed from the previous top-layer output (attention); a callable steps all layers.
+
+Padding never leaks: with ``lengths`` given, outputs past a sequence's end are zero and the
+final state is the state at its last real step, on both paths and both directions.
+"""
+from __future__ import annotations
+
+from typing import Callable, Union
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from zoo.cells.base import Cell, CellState
+
+Extra = Union[Tensor, Callable[[Tensor], Tensor], None]
+RecurrentState = list  # list[CellState], one per (layer, direction)
+
+
+def map_state(fn: Callable[[Tensor], Tensor], state):
+    """Apply ``fn`` to every tensor of a (nested) state: lists, tuples and dicts of tensors."""
+    if isinstance(state, Tensor):
+        return fn(state)
+    if isinstance(state, dict):
+        return {k: map_state(fn, v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(map_state(fn, s) for s in state)
+    return state
+
+
+class Recurrence(nn.Module):
+    def __init__(
+        self,
+        cell: Callable[..., Cell],
+        input_size: int,
+        hidden_size: int = 256,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        fused: bool = True,
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"cell.num_layers must be >= 1, got {num_layers}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"cell.dropout must be in [0, 1), got {dropout}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.num_directions = 2 if bidirectional else 1
+        self.dropout = dropout
+        self.use_fused = fused
+        cells = []
+        for layer in range(num_layers):
+            size_in = input_size if layer == 0 else hidden_size * self.num_directions
+            cells += [cell(input_size=size_in, hidden_size=hidden_size) for _ in range(self.num_directions)]
+        self.cells = nn.ModuleList(cells)
+        kernel = type(self.cells[0]).fused_kernel
+        # Stateless templates for the fused kernel, kept out of the module tree (a tuple is
+        # not registered): the cells own the parameters and lend them on every call.
+        self._kernels = None
+        if kernel is not None:
+            self._kernels = tuple(
+                kernel(
+                    input_size if first == 0 else hidden_size * self.num_directions,
+                    hidden_size,
+                    num_layers=num_layers - first,
+                    dropout=dropout if num_layers - first > 1 else 0.0,
+                    bidirectional=bidirectional,
+                    batch_first=True,
+                ).requires_grad_(False)
+                for first in range(min(num_layers, 2))
+            )
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size * self.num_directions
+
+    @property
+    def gate_size(self) -> int:
+        """Width of the conditioning term ``extra`` (layer 0's pre-activation)."""
+        return self.cells[0].gate_size
+
+    def init_state(self, batch_size: int, *, device=None, dtype=None) -> RecurrentState:
+        return [c.init_state(batch_size, device=device, dtype=dtype) for c in self.cells]
+
+    # -- one step, all layers (decoders use it when generating) --------------------
+    def step(self, x: Tensor, state: RecurrentState, extra: Tensor | None = None) -> tuple[Tensor, RecurrentState]:
+        """x (B, I) -> top output (B, H). Unidirectional only: generation runs left to right."""
+        if self.num_directions != 1:
+            raise RuntimeError("a bidirectional recurrence cannot be stepped: it needs the whole sequence")
+        new_state = []
+        for layer, cell in enumerate(self.cells):
+            xp = cell.project_input(x)
+            if layer == 0 and extra is not None:
+                xp = xp + extra
+            x, s = cell.step(xp, state[layer])
+            new_state.append(s)
+            if layer < self.num_layers - 1 and self.dropout and self.training:
+                x = nn.functional.dropout(x, self.dropout, training=True)
+        return x, new_state
+
+    # -- whole sequences --------------------------------------------------------------
+    def forward(
+        self,
+        x: Tensor,
+        lengths: Tensor | None = None,
+        state: RecurrentState | None = None,
+        extra: Extra = None,
+    ) -> tuple[Tensor, RecurrentState]:
+        B = x.shape[0]
+        if state is None:
+            state = self.init_state(B, device=x.device, dtype=x.dtype)
+        if extra is not None and self.num_directions != 1:
+            raise RuntimeError("a conditioning term needs a unidirectional recurrence (cell.bidirectional=false)")
+        if callable(extra) and not isinstance(extra, Tensor):
+            return self._loop_all(x, lengths, state, extra)
+        if extra is None and self.use_fused and self._kernels is not None:
+            return self._fused(0, x, lengths, state)
+        # layer 0 by hand (it takes the conditioning term), the layers above fused
+        per_dir = self.num_directions
+        out, s0 = self._loop_layer(0, x, lengths, state[:per_dir], extra)
+        if self.num_layers == 1:
+            return out, s0
+        if self.dropout and self.training:
+            out = nn.functional.dropout(out, self.dropout, training=True)
+        if self.use_fused and self._kernels is not None:
+            out, rest = self._fused(1, out, lengths, state[per_dir:])
+        else:
+            rest = []
+            for layer in range(1, self.num_layers):
+                sl = state[layer * per_dir:(layer + 1) * per_dir]
+                out, s = self._loop_layer(layer, out, lengths, sl, None)
+                rest += s
+                if layer < self.num_layers - 1 and self.dropout and self.training:
+                    out = nn.functional.dropout(out, self.dropout, training=True)
+        return out, s0 + rest
+
+    def _fused(self, first: int, x: Tensor, lengths: Tensor | None, state: RecurrentState):
+        """Layers first..L-1 (and both directions) in one kernel call."""
+        kernel = self._kernels[first]
+        weights = {}
+        for k, cell in enumerate(self.cells[first * self.num_directions:]):
+            layer, direction = divmod(k, self.num_directions)
+            suffix = f"_l{layer}" + ("_reverse" if direction else "")
+            w_ih, w_hh, b_ih, b_hh = cell.fused_weights()
+            weights.update({f"weight_ih{suffix}": w_ih, f"weight_hh{suffix}": w_hh,
+                            f"bias_ih{suffix}": b_ih, f"bias_hh{suffix}": b_hh})
+        kernel.train(self.training)  # inter-layer dropout follows our mode
+        hx = self.cells[0].to_fused_state(state)
+        if lengths is None:
+            out, hn = functional_call(kernel, weights, (x, hx))
+        else:
+            T = x.shape[1]
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, hn = functional_call(kernel, weights, (packed, hx))
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
+        return out, self.cells[0].from_fused_state(hn)
+
+    def _loop_layer(self, layer: int, x: Tensor, lengths: Tensor | None, state: RecurrentState, extra: Tensor | None):
+        """One layer, both directions, stepped by hand. x (B, T, I) -> (B, T, D*H)."""
+        outs, finals = [], []
+        for direction in range(self.num_directions):
+            cell = self.cells[layer * self.num_directions + direction]
+            xs = x if direction == 0 else _reverse_padded(x, lengths)
+            xp = cell.project_input(xs)  # (B, T, G), hoisted out of the loop
+            if extra is not None:
+                xp = xp + extra.unsqueeze(1)
+            s = state[direction]
+            steps = []
+            for t, xp_t in enumerate(xp.unbind(1)):
+                h, s_new = cell.step(xp_t, s)
+                if lengths is not None:
+                    alive = (lengths > t).unsqueeze(1).to(h.device)  # (B, 1) bool
+                    s = _blend(alive, s_new, s)
+                    h = h * alive.to(h.dtype)
+                else:
+                    s = s_new
+                steps.append(h)
+            out = torch.stack(steps, dim=1)  # (B, T, H)
+            outs.append(out if direction == 0 else _reverse_padded(out, lengths))
+            finals.append(s)
+        return torch.cat(outs, dim=2) if len(outs) > 1 else outs[0], finals
+
+    def _loop_all(self, x: Tensor, lengths: Tensor | None, state: RecurrentState, extra: Callable[[Tensor], Tensor]):
+        """All layers stepped together: the conditioning term depends on the previous top output."""
+        top = self.cells[-1].output(state[-1])
+        steps = []
+        for t, x_t in enumerate(x.unbind(1)):
+            h, s_new = self.step(x_t, state, extra(top))
+            if lengths is not None:
+                alive = (lengths > t).unsqueeze(1).to(h.device)
+                state = [_blend(alive, a, b) for a, b in zip(s_new, state)]
+                h = h * alive.to(h.dtype)
+                top = self.cells[-1].output(state[-1])
+            else:
+                state, top = s_new, h
+            steps.append(h)
+        return torch.stack(steps, dim=1), state
+
+
+def _blend(alive: Tensor, new: CellState, old: CellState) -> CellState:
+    """Take ``new`` where the sequence is still running, keep ``old`` past its end."""
+    if isinstance(new, tuple):
+        return tuple(_blend(alive, a, b) for a, b in zip(new, old))
+    return torch.where(alive, new, old)
+
+
+def _reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse each sequence within its own length; padding stays at the end. (B, T, ...)"""
+    if lengths is None:
+        return x.flip(1)
+    T = x.shape[1]
+    t = torch.arange(T, device=x.device).unsqueeze(0)  # (1, T)
+    lens = lengths.to(x.device).unsqueeze(1)  # (B, 1)
+    idx = torch.where(t < lens, lens - 1 - t, t)  # (B, T)
+    idx = idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(1, idx)

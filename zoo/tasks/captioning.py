@@ -1,0 +1,136 @@
+"""Image captioning (one-to-many): an image encoder gives v, a decoder writes the caption.
+
+Quality is measured on generated captions only (BLEU-1..4 from torchmetrics, CIDEr-D),
+never teacher-forced; the teacher-forced loss and perplexity are reported beside them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from torchmetrics.text import BLEUScore, Perplexity
+
+from zoo.heads.decoding import Generated
+from zoo.metrics.cider import CIDErD
+from zoo.tasks.base import Task
+from zoo.tasks.feature_cache import cached_features
+from zoo.tasks.sample_sheet import draw_caption_sheet
+
+EVAL_SPLITS = ("val", "test")
+
+
+class CaptioningTask(Task):
+    consumes = "image"
+    modes = ("one_to_many",)
+
+    def __init__(
+        self,
+        *,
+        encoder: Callable[..., nn.Module],
+        cell: Callable[..., nn.Module],
+        head: Callable[..., nn.Module],
+        spec,
+        optimizer,
+        scheduler=None,
+        decode: dict | None = None,
+        feature_cache: str | None = None,
+        samples: int = 16,
+    ) -> None:
+        super().__init__(spec=spec, optimizer=optimizer, scheduler=scheduler)
+        vocab = spec.vocab
+        self.encoder = encoder()
+        self.decoder = head(recurrence=cell, vocab_size=len(vocab), cond_dim=self.encoder.out_dim,
+                            start_id=vocab.start_id, end_id=vocab.end_id, pad_id=vocab.pad_id)
+        self.vocab = vocab
+        self.decode = {"strategy": "beam", "beam_size": 3, "temperature": 1.0, "length_penalty": 0.0,
+                       **(decode or {})}
+        self.max_len = spec.max_len or 20
+        self.feature_cache = feature_cache
+        self.n_samples = samples
+        self.loss_fn = nn.CrossEntropyLoss(ignore_index=vocab.pad_id)
+        self.metrics = nn.ModuleDict({
+            split: nn.ModuleDict({
+                **{f"bleu{n}": BLEUScore(n_gram=n) for n in range(1, 5)},
+                "cider": CIDErD(),
+                "ppl": Perplexity(ignore_index=vocab.pad_id),
+            }) for split in EVAL_SPLITS
+        })
+        self.generated: dict[int, str] = {}  # test image index -> caption, for the sample sheet
+
+    # -- the model ------------------------------------------------------------------
+    def features(self, batch: dict) -> Tensor:
+        """v (B, D): cached features when the encoder is frozen, else the encoder's output."""
+        return batch["features"] if "features" in batch else self.encoder(batch["images"])
+
+    def forward(self, images: Tensor, **decode: Any) -> Generated:
+        """Caption images (B, 3, H, W) with the configured decoding (overridable by keyword)."""
+        return self.decoder.generate(self.encoder(images), max_len=self.max_len, **{**self.decode, **decode})
+
+    def caption(self, v: Tensor) -> list[str]:
+        out = self.decoder.generate(v, max_len=self.max_len, **self.decode)
+        return [" ".join(self.vocab.decode(row)) for row in out.tokens.tolist()]
+
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule
+        if getattr(self.encoder, "frozen", False) and self.feature_cache and dm is not None:
+            for split in ("train",) + EVAL_SPLITS:
+                store = dm.image_store(split)
+                if not hasattr(store, "features"):  # not attached yet
+                    dm.attach_features(split, cached_features(self.encoder, store, dm.fingerprint(split), self.feature_cache))
+
+    # -- steps ------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        caps = batch["captions"]  # (B, L): <START> w.. <END> <PAD>..
+        logits = self.decoder(self.features(batch), caps[:, :-1])  # (B, L-1, V)
+        loss = self.check_finite(self.loss_fn(logits.flatten(0, 1), caps[:, 1:].flatten()))
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/ppl", loss.detach().exp())
+        return loss
+
+    def _eval_step(self, split: str, batch: dict) -> None:
+        v = self.features(batch)  # (B, D)
+        caps = batch["captions"]  # (R, L): all references of the batch's images
+        logits = self.decoder(v[batch["owner"]], caps[:, :-1])
+        m = self.metrics[split]
+        m["ppl"].update(logits.float(), caps[:, 1:])
+        hyps = self.caption(v)
+        for n in range(1, 5):
+            m[f"bleu{n}"].update(hyps, batch["refs"])
+        m["cider"].update(hyps, batch["refs"])
+        if split == "test":
+            self.generated.update(zip(batch["index"].tolist(), hyps))
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def _eval_end(self, split: str) -> None:
+        m = self.metrics[split]
+        ppl = m["ppl"].compute()
+        values = {f"{split}/{k}": m[k].compute() for k in m if k != "ppl"}
+        values.update({f"{split}/ppl": ppl, f"{split}/loss": ppl.log()})
+        self.log_dict(values, prog_bar=split == "val")
+        for metric in m.values():
+            metric.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
+
+    # -- artefacts ----------------------------------------------------------------------
+    def write_artifacts(self, run_dir: Path, datamodule) -> list[Path]:
+        """samples.png: test images with the generated and the reference captions."""
+        split = datamodule.splits["test"]
+        chosen = sorted(self.generated)[: self.n_samples]
+        if not chosen:
+            return []
+        path = run_dir / "samples.png"
+        draw_caption_sheet([split.display[i] for i in chosen], [self.generated[i] for i in chosen],
+                           [split.refs[i] for i in chosen], path)
+        return [path]
