@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import urllib.error
 from pathlib import Path
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -34,24 +35,34 @@ def load_weights(arch: str, builder, weights_enum) -> nn.Module:
 
 
 class BackboneEncoder(nn.Module):
-    """Base of the torchvision encoders: ImageNet normalisation, optional resize, freezing.
+    """Base of the torchvision encoders: weights, ImageNet normalisation, optional resize, freezing.
 
-    Subclasses set ``self.trunk`` (images -> grid (B, C, h, w)) and ``self.head``
-    (grid -> (B, out_dim)).
+    A family names its torchvision builders in ``builders`` (arch -> (builder, weights enum))
+    and says in ``split`` how a network divides into ``trunk`` (images -> grid (B, C, h, w))
+    and ``head`` (grid -> (B, out_dim)).
     """
 
     consumes = "image"
+    builders: ClassVar[dict[str, tuple[Callable, Any]]] = {}
 
-    def __init__(self, *, input_size: int | None, freeze: bool) -> None:
+    def __init__(self, *, arch: str, pretrained: bool, freeze: bool, input_size: int | None) -> None:
         super().__init__()
+        if arch not in self.builders:
+            raise ValueError(f"encoder.arch must be one of {sorted(self.builders)}, got {arch!r}")
+        builder, weights = self.builders[arch]
+        net = load_weights(arch, builder, weights) if pretrained else builder(weights=None)
+        self.trunk, self.head, self.out_dim, self.grid_dim = self.split(net)
         self.input_size = input_size
         self.frozen = freeze
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-
-    def _freeze(self) -> None:
-        if self.frozen:
+        if freeze:
             self.requires_grad_(False)
+
+    @staticmethod
+    def split(net: nn.Module) -> tuple[nn.Module, nn.Module, int, int]:
+        """(trunk, head, out_dim, grid_dim) of a torchvision network."""
+        raise NotImplementedError
 
     def train(self, mode: bool = True) -> "BackboneEncoder":
         return super().train(mode and not self.frozen)

@@ -4,29 +4,25 @@ from __future__ import annotations
 from torch import nn
 from torchvision import models
 
-from zoo.encoders.backbone import BackboneEncoder, load_weights
-
-_BUILDERS = {
-    "vgg11": (models.vgg11, models.VGG11_Weights),
-    "vgg16": (models.vgg16, models.VGG16_Weights),
-    "vgg16_bn": (models.vgg16_bn, models.VGG16_BN_Weights),
-    "vgg19": (models.vgg19, models.VGG19_Weights),
-}
+from zoo.encoders.backbone import BackboneEncoder
 
 
 class VGGEncoder(BackboneEncoder):
     """A torchvision VGG up to FC-4096 -> ReLU (the last classifier layer removed)."""
 
+    builders = {
+        "vgg11": (models.vgg11, models.VGG11_Weights),
+        "vgg16": (models.vgg16, models.VGG16_Weights),
+        "vgg16_bn": (models.vgg16_bn, models.VGG16_BN_Weights),
+        "vgg19": (models.vgg19, models.VGG19_Weights),
+    }
+
     def __init__(self, *, arch: str = "vgg16", pretrained: bool = True, freeze: bool = False,
                  input_size: int | None = 224) -> None:
-        super().__init__(input_size=input_size, freeze=freeze)
-        if arch not in _BUILDERS:
-            raise ValueError(f"encoder.arch must be one of {sorted(_BUILDERS)}, got {arch!r}")
-        builder, weights = _BUILDERS[arch]
-        net = load_weights(arch, builder, weights) if pretrained else builder(weights=None)
-        self.trunk = net.features
+        super().__init__(arch=arch, pretrained=pretrained, freeze=freeze, input_size=input_size)
+
+    @staticmethod
+    def split(net):
         # avgpool (to 7x7) -> flatten -> FC-4096 -> ReLU -> Dropout -> FC-4096 -> ReLU -> Dropout
-        self.head = nn.Sequential(net.avgpool, nn.Flatten(), *list(net.classifier.children())[:-1])
-        self.out_dim = net.classifier[-1].in_features
-        self.grid_dim = 512
-        self._freeze()
+        head = nn.Sequential(net.avgpool, nn.Flatten(), *list(net.classifier.children())[:-1])
+        return net.features, head, net.classifier[-1].in_features, 512
