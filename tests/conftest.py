@@ -53,9 +53,24 @@ def run_zoo(*args: str, cwd: Path | None = None, timeout: int = 600, env: dict |
                           capture_output=True, text=True, timeout=timeout)
 
 
+QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+
 # a captioning model and data small enough for a unit test (seconds, not minutes)
 TINY_CAPTIONING = [
     "data.train_images=64", "data.val_images=16", "data.test_images=16", "data.batch_size=16",
-    "encoder.channels=[8,16]", "encoder.fc=[32]", "cell.hidden_size=32", "head.embed_dim=16",
-    "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+    "encoder.channels=[8,16]", "encoder.fc=[32]", "cell.hidden_size=32", "head.embed_dim=16", *QUIET,
 ]
+
+_SIZES = ["data.train_size=64", "data.val_size=16", "data.test_size=16", "data.batch_size=16"]
+# every task, tiny: for runs that check plumbing, not learning
+TINY = {
+    "captioning": TINY_CAPTIONING,
+    "sentiment": [*_SIZES, "encoder.dim=8", "cell.hidden_size=16", *QUIET],
+    "tagging": [*_SIZES, "encoder.dim=8", "cell.hidden_size=16", *QUIET],
+    "translation": [*_SIZES, "encoder.dim=8", "cell.hidden_size=16", "head.embed_dim=8", "head.attention_dim=8",
+                    *QUIET],
+    "charlm": ["data.stories=40", "data.bptt=20", "data.batch_size=4", "data.eval_batch_size=4", "encoder.dim=8",
+               "cell.hidden_size=16", "task.sample.length=20", *QUIET],
+    "video": [*_SIZES, "encoder.channels=[4]", "encoder.fc=[8]", "cell.hidden_size=8", *QUIET],
+    "seqimage": ["cell.hidden_size=16", *QUIET],
+}

@@ -119,7 +119,7 @@ def test_karpathy_bad_input_is_an_error_or_a_counted_skip(tmp_path):
         KarpathyCaptions(json_path=str(path), image_dir=str(tmp_path / "im")).setup()
     dm = KarpathyCaptions(json_path=str(path), image_dir=str(tmp_path / "im"), on_bad="skip", max_len=10)
     dm.setup()
-    assert dm.skipped == {"empty captions": 1, "unreadable images": 2, "captions longer than data.max_len": 1,
+    assert dm.bad.counts == {"empty captions": 1, "unreadable images": 2, "captions longer than data.max_len": 1,
                           "images without captions": 1}
     assert len(dm.splits["train"].names) == 1 and len(dm.splits["val"].names) == 1
     for bad, message in [("missing.jpg", "file not found"), ("corrupt.jpg", "not a readable image")]:
@@ -181,7 +181,7 @@ def test_hf_local_folder_problems_name_the_folder(tmp_path):
     write_images(folder, ["a.png", "b.png"])
     (folder / "metadata.jsonl").write_text(json.dumps({"file_name": "a.png", "caption": ["x", "y"]}) + "\n"
                                            + json.dumps({"file_name": "b.png", "caption": "z"}) + "\n")
-    with pytest.raises(DataError, match="Check the folder"):
+    with pytest.raises(DataError, match="Check the files"):
         HFCaptions(name="imagefolder", data_dir=str(tmp_path / "mixed")).setup()
 
 

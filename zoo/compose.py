@@ -49,15 +49,24 @@ def _options_where(group: str, predicate) -> list[str]:
 
 
 def check(cfg: DictConfig, choices: dict[str, str]) -> None:
-    """Raise ConfigError if encoder, head and cell cannot work with the task."""
+    """Raise ConfigError if data, encoder, head and cell cannot work with the task."""
     task = _target(cfg.task, "task")
     name = choices.get("task", "?")
-    encoder = _target(cfg.encoder, "encoder")
-    if getattr(encoder, "consumes", None) != task.consumes:
-        fits = _options_where("encoder", lambda t: getattr(t, "consumes", None) == task.consumes)
+    data = _target(cfg.data, "data")
+    provides = getattr(data, "provides", None)
+    if provides not in task.inputs:
+        fits = _options_where("data", lambda t: getattr(t, "provides", None) in task.inputs)
         raise ConfigError(
-            f"task={name} reads {task.consumes} input, but encoder={choices.get('encoder')} encodes "
-            f"{getattr(encoder, 'consumes', '?')} input. Choose encoder= one of: {', '.join(fits)}")
+            f"task={name} cannot read data={choices.get('data')} ({provides} input). "
+            f"Choose data= one of: {', '.join(fits)}")
+    needed = task.inputs[provides]
+    encoder = _target(cfg.encoder, "encoder")
+    kind = (getattr(encoder, "consumes", None), getattr(encoder, "produces", None))
+    if kind != needed:
+        fits = _options_where("encoder", lambda t: (getattr(t, "consumes", None), getattr(t, "produces", None)) == needed)
+        raise ConfigError(
+            f"task={name} on data={choices.get('data')} needs an encoder from {needed[0]} to a {needed[1]}, but "
+            f"encoder={choices.get('encoder')} turns {kind[0]} into a {kind[1]}. Choose encoder= one of: {', '.join(fits)}")
     head = _target(cfg.head, "head")
     if getattr(head, "mode", None) not in task.modes:
         fits = _options_where("head", lambda t: getattr(t, "mode", None) in task.modes)
@@ -67,8 +76,10 @@ def check(cfg: DictConfig, choices: dict[str, str]) -> None:
     if head.mode in ("one_to_many", "seq2seq") and OmegaConf.select(cfg, "cell.bidirectional", default=False):
         raise ConfigError(
             f"head={choices.get('head')} generates left to right, one token at a time, so its cell cannot be "
-            f"bidirectional. Set cell.bidirectional=false")
-    conditions = getattr(head, "conditions", None)
-    condition = OmegaConf.select(cfg, "head.condition")
-    if conditions and condition not in conditions:
-        raise ConfigError(f"head.condition={condition} is not one of: {', '.join(conditions)}")
+            f"bidirectional. Set cell.bidirectional=false" + (
+                " (task.bidirectional_encoder=true makes the source encoder bidirectional)" if head.mode == "seq2seq" else ""))
+    for key, allowed in (("condition", "conditions"), ("pool", "pools"), ("attention", "attentions")):
+        options = getattr(head, allowed, None)
+        value = OmegaConf.select(cfg, f"head.{key}")
+        if options and value not in options:
+            raise ConfigError(f"head.{key}={value} is not one of: {', '.join(options)}")

@@ -103,6 +103,29 @@ class Recurrence(nn.Module):
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> RecurrentState:
         return [c.init_state(batch_size, device=device, dtype=dtype) for c in self.cells]
 
+    @property
+    def state_size(self) -> int:
+        """Numbers in one example's whole state (all layers, directions and parts such as LSTM's c)."""
+        one = self.init_state(1)
+        return sum(t.shape[1] for s in one for t in (s if isinstance(s, tuple) else (s,)))
+
+    def state_from(self, flat: Tensor) -> RecurrentState:
+        """(B, state_size) -> a state: how a vector (an image, an encoder summary) becomes h_0 (and c_0)."""
+        out, k = [], 0
+        for s in self.init_state(1):
+            parts = s if isinstance(s, tuple) else (s,)
+            pieces = []
+            for p in parts:
+                pieces.append(flat[:, k:k + p.shape[1]])
+                k += p.shape[1]
+            out.append(tuple(pieces) if isinstance(s, tuple) else pieces[0])
+        return out
+
+    def summary(self, state: RecurrentState) -> Tensor:
+        """The top layer's output h of a final state, both directions: (B, D*H)."""
+        top = state[-self.num_directions:]
+        return torch.cat([self.cells[0].output(s) for s in top], dim=1)
+
     # -- one step, all layers (decoders use it when generating) --------------------
     def step(self, x: Tensor, state: RecurrentState, extra: Tensor | None = None) -> tuple[Tensor, RecurrentState]:
         """x (B, I) -> top output (B, H). Unidirectional only: generation runs left to right."""

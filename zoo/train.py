@@ -36,8 +36,8 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` 
 class EpochLog(Callback):
     """One log line per epoch with the validation metrics: readable without a progress bar."""
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or trainer.state.fn != "fit":
             return
         shown = {k: _scalar(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/loss", "val/"))}
         log.info("epoch %d: %s", trainer.current_epoch, ", ".join(f"{k}={v:.4g}" for k, v in sorted(shown.items())))

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from zoo.data.bad_input import BadInput
 from zoo.data.images import BlindStore, FeatureStore, check_image
 from zoo.data.spec import DataSpec
 from zoo.data.vocab import Vocabulary, tokenize_caption
@@ -59,6 +60,8 @@ class CaptionSplit:
 
 
 class CaptioningData(pl.LightningDataModule):
+    provides = "image"
+
     def __init__(
         self,
         *,
@@ -72,8 +75,6 @@ class CaptioningData(pl.LightningDataModule):
         on_bad: Literal["error", "skip"] = "error",
     ) -> None:
         super().__init__()
-        if on_bad not in ("error", "skip"):
-            raise ValueError(f"data.on_bad must be 'error' or 'skip', got {on_bad!r}")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -81,10 +82,9 @@ class CaptioningData(pl.LightningDataModule):
         self.max_len = max_len
         self.min_count = min_count
         self.blind = blind
-        self.on_bad = on_bad
+        self.bad = BadInput(on_bad)
         self.splits: dict[str, CaptionSplit] = {}
         self.vocab: Vocabulary | None = None
-        self.skipped: dict[str, int] = {}
 
     # -- what a source implements ------------------------------------------------------
     def read_split(self, split: str) -> RawSplit:
@@ -107,8 +107,7 @@ class CaptioningData(pl.LightningDataModule):
             ids = [[self.vocab.encode(c, start=True, end=True) for c in cs] for cs in caps]
             fp = hashlib.sha256(f"{type(self).__name__}|{s}|{r.fingerprint}|{self.image_size}|{self.blind}|{keep}".encode()).hexdigest()[:16]
             self.splits[s] = CaptionSplit(store, names, [[" ".join(c) for c in cs] for cs in caps], ids, fp, display)
-        if self.skipped:
-            log.warning("data: skipped %s (data.on_bad=skip)", ", ".join(f"{n} {k}" for k, n in self.skipped.items()))
+        self.bad.report()
         log.info("data: %s; vocabulary of %d words (min_count=%d)",
                  ", ".join(f"{s} {len(v.names)} images" for s, v in self.splits.items()), len(self.vocab), self.min_count)
 
@@ -120,21 +119,21 @@ class CaptioningData(pl.LightningDataModule):
         for i, caps in enumerate(raw.captions):
             problem = check_image(raw.sources[i]) if raw.sources is not None else None
             if problem:
-                self._bad(f"{split}: image {raw.names[i]}: {problem}", "unreadable images")
+                self.bad(f"{split}: image {raw.names[i]}: {problem}", "unreadable images")
                 dropped = True
                 continue
             good = []
             for k, text in enumerate(caps):
                 toks = tokenize_caption(text) if isinstance(text, str) else []
                 if not toks:
-                    self._bad(f"{split}: image {raw.names[i]}, caption {k}: empty caption {text!r}", "empty captions")
+                    self.bad(f"{split}: image {raw.names[i]}, caption {k}: empty caption {text!r}", "empty captions")
                 elif len(toks) > self.max_len:
-                    self._bad(f"{split}: image {raw.names[i]}, caption {k}: {len(toks)} words, longer than "
+                    self.bad(f"{split}: image {raw.names[i]}, caption {k}: {len(toks)} words, longer than "
                               f"data.max_len={self.max_len}. Raise data.max_len", "captions longer than data.max_len")
                 else:
                     good.append(toks)
             if not good:
-                self._bad(f"{split}: image {raw.names[i]} has no usable caption", "images without captions")
+                self.bad(f"{split}: image {raw.names[i]} has no usable caption", "images without captions")
                 dropped = True
                 continue
             keep.append(i)
@@ -143,17 +142,11 @@ class CaptioningData(pl.LightningDataModule):
             raise DataError(f"{split}: no usable image-caption pairs left (see the warnings above)")
         return (keep if dropped else None), out
 
-    def _bad(self, message: str, kind: str) -> None:
-        if self.on_bad == "error":
-            raise DataError(f"{message}. Fix the data, or set data.on_bad=skip to leave such input out")
-        self.skipped[kind] = self.skipped.get(kind, 0) + 1
-        log.debug(message)
-
     @property
     def spec(self) -> DataSpec:
         if self.vocab is None:
             raise RuntimeError("call setup() first")
-        return DataSpec(vocab=self.vocab, image_size=(self.image_size, self.image_size), max_len=self.max_len)
+        return DataSpec(vocab=self.vocab, image_shape=(3, self.image_size, self.image_size), max_len=self.max_len)
 
     def fingerprint(self, split: str) -> str:
         """Identifies a split's images (source, files, size, blind): a key for feature caches."""

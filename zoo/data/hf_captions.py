@@ -8,14 +8,11 @@ references. Splits missing from the set are cut from ``train`` with a fixed seed
 from __future__ import annotations
 
 import hashlib
-import logging
 
-from zoo.data.captioning import SPLITS, CaptioningData, RawSplit
+from zoo.data.captioning import CaptioningData, RawSplit
+from zoo.data.hf import HFSplits
 from zoo.data.images import FileStore
 from zoo.errors import DataError
-
-log = logging.getLogger(__name__)
-LOCAL = ("imagefolder", "parquet", "json", "csv", "arrow", "webdataset")
 
 
 class HFCaptions(CaptioningData):
@@ -24,6 +21,7 @@ class HFCaptions(CaptioningData):
         *,
         name: str,
         data_dir: str | None = None,
+        data_files: dict | None = None,
         config_name: str | None = None,
         image_column: str = "image",
         caption_column: str = "caption",
@@ -35,47 +33,16 @@ class HFCaptions(CaptioningData):
         **kwargs,
     ) -> None:
         super().__init__(image_size=image_size, **kwargs)
-        self.name, self.data_dir, self.config_name = name, data_dir, config_name
+        self.hf = HFSplits(name, config_name=config_name, data_dir=data_dir, data_files=data_files, splits=splits,
+                           val_fraction=val_fraction, test_fraction=test_fraction, split_seed=split_seed,
+                           columns=(image_column, caption_column))
         self.image_column, self.caption_column = image_column, caption_column
-        self.split_names = {"train": "train", "val": "validation", "test": "test", **(splits or {})}
-        self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
-        self._data = None
-
-    def _load(self):
-        if self._data is not None:
-            return self._data
-        import datasets
-
-        try:
-            dd = datasets.load_dataset(self.name, self.config_name, data_dir=self.data_dir)
-        except Exception as e:
-            where = f"data.name={self.name}" + (f" data.data_dir={self.data_dir}" if self.data_dir else "")
-            hint = ("Check the folder: images plus a metadata.jsonl whose lines hold file_name and a caption "
-                    "column of one type (a string, or a list of strings)" if self.data_dir or self.name in LOCAL else
-                    "Offline, a hub set must already be in the cache; or use local files: "
-                    "data.name=imagefolder data.data_dir=<folder with images and metadata.jsonl>")
-            raise DataError(f"cannot load the Hugging Face data set {where}: {type(e).__name__}: {e}. {hint}") from e
-        for split in dd.values():
-            for col in (self.image_column, self.caption_column):
-                if col not in split.column_names:
-                    raise DataError(f"{self.name}: no column {col!r} (columns: {split.column_names}); "
-                                    "set data.image_column / data.caption_column")
-        dd = {k: v.cast_column(self.image_column, datasets.Image(decode=False)) for k, v in dd.items()}
-        out = {s: dd.get(self.split_names[s]) for s in SPLITS}
-        if out["train"] is None:
-            raise DataError(f"{self.name}: no split {self.split_names['train']!r} (has {list(dd)}); set data.splits.train")
-        rest = out["train"]
-        for s, frac in (("test", self.test_fraction), ("val", self.val_fraction)):
-            if out[s] is None:  # cut it from train, the same way every time
-                parts = rest.train_test_split(test_size=frac, seed=self.split_seed)
-                rest, out[s] = parts["train"], parts["test"]
-                log.info("data: %s has no %s split; using %.0f%% of train (seed %d)", self.name, s, 100 * frac, self.split_seed)
-        out["train"] = rest
-        self._data = out
-        return out
 
     def read_split(self, split: str) -> RawSplit:
-        rows = self._load()[split]
+        import datasets
+
+        # the image files themselves (bytes or path), decoded and checked by the zoo
+        rows = self.hf.split(split).cast_column(self.image_column, datasets.Image(decode=False))
         groups: dict[str, int] = {}
         sources, names, caps = [], [], []
         for k, row in enumerate(rows):
@@ -83,7 +50,7 @@ class HFCaptions(CaptioningData):
             key = img.get("path") or hashlib.sha1(img.get("bytes") or b"").hexdigest()
             src = img.get("bytes") or img.get("path")
             if src is None:
-                raise DataError(f"{self.name} [{split}] row {k}: no image")
+                raise DataError(f"{self.hf.name} [{split}] row {k}: no image")
             text = row[self.caption_column]
             texts = list(text) if isinstance(text, (list, tuple)) else [text]
             if key in groups:
@@ -93,5 +60,5 @@ class HFCaptions(CaptioningData):
             sources.append(src)
             names.append(str(img.get("path") or f"{split}[{k}]"))
             caps.append(texts)
-        fp = hashlib.sha256((self.name + str(self.data_dir) + rows._fingerprint).encode()).hexdigest()
+        fp = hashlib.sha256((self.hf.name + str(self.hf.data_dir) + rows._fingerprint).encode()).hexdigest()
         return RawSplit(FileStore(sources, self.image_size), names, caps, sources=sources, fingerprint=f"hf|{fp}")

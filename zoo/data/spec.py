@@ -13,14 +13,14 @@ class DataSpec:
     vocab        the output (and for text, input) vocabulary, or None
     src_vocab    seq2seq: the source-side vocabulary
     labels       class or tag names (many-to-one, synced), or None
-    image_size   (H, W) of images the encoder receives, or None
+    image_shape  (C, H, W) of the images (or frames) the encoder receives, or None
     max_len      longest target sequence in tokens (without <START>/<END>)
     """
 
     vocab: Vocabulary | None = None
     src_vocab: Vocabulary | None = None
     labels: list[str] | None = None
-    image_size: tuple[int, int] | None = None
+    image_shape: tuple[int, int, int] | None = None
     max_len: int | None = None
     extra: dict = field(default_factory=dict)
 
@@ -41,7 +41,7 @@ class DataSpec:
             "vocab": self.vocab.to_dict() if self.vocab else None,
             "src_vocab": self.src_vocab.to_dict() if self.src_vocab else None,
             "labels": self.labels,
-            "image_size": list(self.image_size) if self.image_size else None,
+            "image_shape": list(self.image_shape) if self.image_shape else None,
             "max_len": self.max_len,
             "extra": self.extra,
         }
@@ -52,7 +52,7 @@ class DataSpec:
             vocab=Vocabulary.from_dict(d["vocab"]) if d.get("vocab") else None,
             src_vocab=Vocabulary.from_dict(d["src_vocab"]) if d.get("src_vocab") else None,
             labels=d.get("labels"),
-            image_size=tuple(d["image_size"]) if d.get("image_size") else None,
+            image_shape=tuple(d["image_shape"]) if d.get("image_shape") else None,
             max_len=d.get("max_len"),
             extra=d.get("extra") or {},
         )

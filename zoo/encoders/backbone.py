@@ -43,6 +43,7 @@ class BackboneEncoder(nn.Module):
     """
 
     consumes = "image"
+    produces = "vector"
     builders: ClassVar[dict[str, tuple[Callable, Any]]] = {}
 
     def __init__(self, *, arch: str, pretrained: bool, freeze: bool, input_size: int | None) -> None:

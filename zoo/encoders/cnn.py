@@ -17,6 +17,7 @@ class ConvEncoder(nn.Module):
     """
 
     consumes = "image"
+    produces = "vector"
 
     def __init__(
         self,

@@ -55,8 +55,7 @@ class OneToManyDecoder(Decoder):
             raise ValueError("a decoder generates left to right: it cannot use a bidirectional cell")
         H = self.rnn.hidden_size
         if condition == "init":
-            parts = len(_parts(self.rnn.init_state(1)[0]))  # h, or h and c
-            self.W_vh = nn.Linear(cond_dim, H * parts * self.rnn.num_layers)
+            self.W_vh = nn.Linear(cond_dim, self.rnn.state_size)
         elif condition == "every_step":
             self.W_ih = nn.Linear(cond_dim, self.rnn.gate_size, bias=False)
         else:
@@ -67,10 +66,10 @@ class OneToManyDecoder(Decoder):
     # -- conditioning ---------------------------------------------------------------
     def _initial(self, v: Tensor) -> tuple[list, Tensor | None]:
         """v (B, D) -> initial recurrent state and the per-step term (B, G) or None."""
-        state = self.rnn.init_state(v.shape[0], device=v.device, dtype=v.dtype)
         if self.condition == "init":
-            init = torch.tanh(self.W_vh(v)).chunk(len(state), dim=1)  # per layer (B, parts * H)
-            state = [_like(s, x.chunk(len(_parts(s)), dim=1)) for s, x in zip(state, init)]
+            state = self.rnn.state_from(torch.tanh(self.W_vh(v)))  # h_0 (and c_0) of every layer
+        else:
+            state = self.rnn.init_state(v.shape[0], device=v.device, dtype=v.dtype)
         if self.condition == "every_step":
             return state, self.W_ih(v)
         return state, None
@@ -97,12 +96,3 @@ class OneToManyDecoder(Decoder):
     def step(self, tokens: Tensor, state: dict) -> tuple[Tensor, dict]:
         h, rnn = self.rnn.step(self.embed(tokens), state["rnn"], extra=state.get("extra"))
         return self.W_hy(h), {**state, "rnn": rnn}
-
-
-def _parts(state) -> tuple[Tensor, ...]:
-    return state if isinstance(state, tuple) else (state,)
-
-
-def _like(state, parts: tuple[Tensor, ...]):
-    """New tensors in the structure of a cell state: a tensor, or a tuple (LSTM's (h, c))."""
-    return tuple(parts) if isinstance(state, tuple) else parts[0]

@@ -1,20 +1,41 @@
-"""What every task shares: optimiser and scheduler from config, a finite-loss guard, and
-checkpoints that carry the data spec and the resolved config."""
+"""What every task shares: wiring an encoder to the data, optimiser and scheduler from config,
+split metrics, a finite-loss guard, and checkpoints that carry the data spec and the config."""
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from zoo.data.spec import DataSpec
+from zoo.data.vocab import Vocabulary
 from zoo.errors import TrainingDiverged
+
+EVAL_SPLITS = ("val", "test")
+
+
+def encoder_class(factory: Callable[..., nn.Module]) -> type:
+    return factory.func if isinstance(factory, functools.partial) else factory
+
+
+def build_encoder(factory: Callable[..., nn.Module], spec: DataSpec, vocab: Vocabulary | None = None) -> nn.Module:
+    """Give an encoder the sizes it needs from the data: a vocabulary for token encoders,
+    the image shape for encoders that read an image as a sequence, nothing otherwise."""
+    cls = encoder_class(factory)
+    if cls.consumes == "tokens":
+        vocab = vocab or spec.vocab
+        return factory(vocab_size=len(vocab), pad_id=vocab.pad_id)
+    if cls.produces == "sequence":
+        return factory(image_shape=spec.image_shape)
+    return factory()
 
 
 class Task(pl.LightningModule):
-    #: what the encoder must read: "image", "tokens" or "frames"
-    consumes: ClassVar[str]
+    #: what the data provides -> the (consumes, produces) an encoder must have for it
+    inputs: ClassVar[dict[str, tuple[str, str]]]
     #: the head modes this task can drive
     modes: ClassVar[tuple[str, ...]]
 
@@ -25,13 +46,19 @@ class Task(pl.LightningModule):
         self._optimizer = optimizer
         self._scheduler = scheduler
         self.run_config: dict | None = None  # the resolved config, stored in checkpoints
+        # split -> {name: torchmetrics.Metric}, logged as split/name (see split_metrics)
+        self.metrics = nn.ModuleDict()
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = self._optimizer(params=params)
         if self._scheduler is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self._scheduler(optimizer=optimizer)}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self._scheduler(optimizer=optimizer),
+                                                         "monitor": self._monitor()}}
+
+    def _monitor(self) -> str:
+        return ((self.run_config or {}).get("monitor") or {}).get("metric", "val/loss")
 
     def check_finite(self, loss: Tensor) -> Tensor:
         """Stop with a clear error on a NaN/inf loss; checkpoints already written stay intact."""
@@ -42,6 +69,43 @@ class Task(pl.LightningModule):
                 "(trainer.gradient_clip_val), or check the data for extreme values"
             )
         return loss
+
+    # -- split metrics ----------------------------------------------------------------
+    @staticmethod
+    def _metrics_key(split: str) -> str:
+        return "fit" if split == "train" else split  # "train" is taken (nn.Module.train)
+
+    def add_split_metrics(self, split: str, metrics: dict[str, nn.Module]) -> None:
+        self.metrics[self._metrics_key(split)] = nn.ModuleDict(metrics)
+
+    def split_metrics(self, split: str) -> nn.ModuleDict:
+        return self.metrics[self._metrics_key(split)]
+
+    def derived_metrics(self, split: str, values: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Metrics computed from others (e.g. loss from perplexity); none by default."""
+        return {}
+
+    def log_split_metrics(self, split: str) -> None:
+        """Compute, log as ``split/name`` and reset every metric of a split."""
+        group = self.split_metrics(split)
+        values = {f"{split}/{name}": metric.compute() for name, metric in group.items()}
+        values.update(self.derived_metrics(split, values))
+        if split == "train":  # per epoch; the step-wise train/loss stays as it is
+            values = {f"{k}_epoch" if k == "train/loss" else k: v for k, v in values.items()}
+        self.log_dict(values, prog_bar=split == "val")
+        for metric in group.values():
+            metric.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_split_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_split_metrics("test")
+
+    # -- run folder -------------------------------------------------------------------------
+    def write_artifacts(self, run_dir: Path, datamodule) -> list[Path]:
+        """Task-specific results next to metrics.json (samples, generated text). None by default."""
+        return []
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["zoo"] = {"spec": self.spec.to_dict(), "config": self.run_config}

@@ -14,15 +14,13 @@ from torchmetrics.text import BLEUScore, Perplexity
 
 from zoo.heads.decoding import Generated
 from zoo.metrics.cider import CIDErD
-from zoo.tasks.base import Task
+from zoo.tasks.base import EVAL_SPLITS, Task
 from zoo.tasks.feature_cache import cached_features
 from zoo.tasks.sample_sheet import draw_caption_sheet
 
-EVAL_SPLITS = ("val", "test")
-
 
 class CaptioningTask(Task):
-    consumes = "image"
+    inputs = {"image": ("image", "vector")}
     modes = ("one_to_many",)
 
     def __init__(
@@ -50,13 +48,12 @@ class CaptioningTask(Task):
         self.feature_cache = feature_cache
         self.n_samples = samples
         self.loss_fn = nn.CrossEntropyLoss(ignore_index=vocab.pad_id)
-        self.metrics = nn.ModuleDict({
-            split: nn.ModuleDict({
+        for split in EVAL_SPLITS:
+            self.add_split_metrics(split, {
                 **{f"bleu{n}": BLEUScore(n_gram=n) for n in range(1, 5)},
                 "cider": CIDErD(),
                 "ppl": Perplexity(ignore_index=vocab.pad_id),
-            }) for split in EVAL_SPLITS
-        })
+            })
         self.generated: dict[int, str] = {}  # test image index -> caption, for the sample sheet
 
     # -- the model ------------------------------------------------------------------
@@ -93,7 +90,7 @@ class CaptioningTask(Task):
         v = self.features(batch)  # (B, D)
         caps = batch["captions"]  # (R, L): all references of the batch's images
         logits = self.decoder(v[batch["owner"]], caps[:, :-1])
-        m = self.metrics[split]
+        m = self.split_metrics(split)
         m["ppl"].update(logits.float(), caps[:, 1:])
         hyps = self.caption(v)
         for n in range(1, 5):
@@ -108,20 +105,8 @@ class CaptioningTask(Task):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step("test", batch)
 
-    def _eval_end(self, split: str) -> None:
-        m = self.metrics[split]
-        ppl = m["ppl"].compute()
-        values = {f"{split}/{k}": m[k].compute() for k in m if k != "ppl"}
-        values.update({f"{split}/ppl": ppl, f"{split}/loss": ppl.log()})
-        self.log_dict(values, prog_bar=split == "val")
-        for metric in m.values():
-            metric.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_end("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_end("test")
+    def derived_metrics(self, split: str, values: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {f"{split}/loss": values[f"{split}/ppl"].log()}  # nats per word, teacher-forced
 
     # -- artefacts ----------------------------------------------------------------------
     def write_artifacts(self, run_dir: Path, datamodule) -> list[Path]:

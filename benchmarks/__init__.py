@@ -1,0 +1,1 @@
+"""Benchmarks, run by hand: ``python -m benchmarks.quality TASK --data-root ../shared/data``."""

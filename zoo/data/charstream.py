@@ -1,0 +1,127 @@
+"""Character streams for language models trained with truncated backpropagation through time.
+
+The text of a split becomes ``batch_size`` parallel streams (row b continues row b of the
+previous batch), cut into windows of ``bptt + 1`` characters: the model reads characters
+0..bptt-1 of a window and predicts 1..bptt, and carries its state to the next window.
+Windows come in order, never shuffled: that is what makes the carried state meaningful.
+
+Sources: ``TextFile`` (any UTF-8 plain-text file, split by position: the first part trains,
+the next validates, the last tests; with ``test_fraction=0`` the test split is the validation
+split), ``HFText`` (a Hugging Face text set), and the built-in ``Stories`` (zoo.data.stories).
+
+Batches: tokens (B, bptt + 1) long.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from zoo.data.classification import open_text
+from zoo.data.sequences import SPLITS, SequenceData
+from zoo.data.spec import DataSpec
+from zoo.data.vocab import SPECIALS, Vocabulary
+from zoo.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+class _Windows(Dataset):
+    def __init__(self, ids: torch.Tensor, streams: int, bptt: int) -> None:
+        n = len(ids) // streams
+        if n < 2:
+            raise DataError(f"a split of {len(ids)} characters is too short for {streams} streams "
+                            "(lower data.batch_size / data.eval_batch_size)")
+        self.streams = ids[: n * streams].view(streams, n)  # (B, n): row b is one contiguous stream
+        self.bptt = bptt
+        self.starts = list(range(0, n - 1, bptt))
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, k: int) -> dict:
+        s = self.starts[k]
+        return {"tokens": self.streams[:, s: s + self.bptt + 1]}
+
+
+class CharStreamData(SequenceData):
+    def __init__(self, *, bptt: int = 100, val_fraction: float = 0.1, test_fraction: float = 0.0,
+                 min_count: int = 1, **kwargs) -> None:
+        super().__init__(bucket=False, **kwargs)
+        if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+            raise ValueError("data.val_fraction and data.test_fraction must leave some text for training")
+        self.bptt, self.val_fraction, self.test_fraction, self.min_count = bptt, val_fraction, test_fraction, min_count
+        self.text: dict[str, str] = {}
+
+    def read_text(self) -> dict[str, str] | str:
+        """The whole text (split here by position), or a dict of the three splits."""
+        raise NotImplementedError
+
+    def read_split(self, split: str) -> str:
+        if not self.text:
+            text = self.read_text()
+            if isinstance(text, str):
+                if not text:
+                    raise DataError(f"{type(self).__name__}: the text is empty")
+                n = len(text)
+                a = int(n * (1 - self.val_fraction - self.test_fraction))
+                b = int(n * (1 - self.test_fraction))
+                text = {"train": text[:a], "val": text[a:b], "test": text[b:] if self.test_fraction else text[a:b]}
+            self.text = text
+        return self.text[split]
+
+    def encode(self, raw: dict[str, str]) -> DataSpec:
+        counts = Counter(raw["train"])
+        chars = sorted((c for c, k in counts.items() if k >= self.min_count), key=lambda c: (-counts[c], c))
+        vocab = Vocabulary(list(SPECIALS) + [c for c in chars if c not in SPECIALS])
+        for split in SPLITS:
+            ids = torch.tensor(vocab.encode(list(raw[split])), dtype=torch.long)
+            unknown = int((ids == vocab.unk_id).sum())
+            if unknown and split != "train":
+                log.info("data: %d characters of %s are not in the training text (<UNK>)", unknown, split)
+            self.data[split] = ids
+        return DataSpec(vocab=vocab, extra={"chars": {s: len(raw[s]) for s in SPLITS}})
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        streams = self.batch_size if train else self.eval_batch_size
+        return DataLoader(_Windows(self.data[split], streams, self.bptt), batch_size=None, shuffle=False,
+                          num_workers=self.num_workers)
+
+
+class TextFile(CharStreamData):
+    """Any plain-text file (UTF-8, gzip allowed), split by position."""
+
+    def __init__(self, *, path: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.path = path
+
+    def read_text(self) -> str:
+        try:
+            with open_text(self.path) as f:
+                return f.read()
+        except UnicodeDecodeError as e:
+            raise DataError(f"{self.path}: not UTF-8 text ({e})") from e
+
+
+class HFText(CharStreamData):
+    """A Hugging Face text set: the rows of ``text_column`` joined by newlines; the set's own
+    validation/test splits when it has them, else split by position."""
+
+    def __init__(self, *, name: str, config_name: str | None = None, data_dir: str | None = None,
+                 data_files: dict | None = None, text_column: str = "text", **kwargs) -> None:
+        super().__init__(**kwargs)
+        from zoo.data.hf import HFSplits
+
+        self.hf = HFSplits(name, config_name=config_name, data_dir=data_dir, data_files=data_files,
+                           columns=(text_column,), val_fraction=0.0, test_fraction=0.0)
+        self.text_column = text_column
+
+    def read_text(self) -> dict[str, str] | str:
+        dd = self.hf.load_dict()
+        join = lambda part: "\n".join(part[self.text_column])
+        if "validation" in dd or "test" in dd:
+            val = dd.get("validation") or dd["test"]
+            return {"train": join(dd["train"]), "val": join(val), "test": join(dd.get("test") or val)}
+        return join(dd["train"])

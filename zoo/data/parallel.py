@@ -1,0 +1,125 @@
+"""Parallel text for translation (seq2seq): a source sentence and its target sentence.
+
+Sources: ``ParallelFiles`` (line-aligned files, one sentence a line, gzip allowed: Multi30k,
+Europarl, ...), ``HFTranslation`` (Hugging Face sets: a ``translation`` column of
+{lang: text} dicts, or two text columns), and the built-in ``ToyTranslation``
+(zoo.data.toy_translation).
+
+Training pairs longer than ``max_len`` tokens on either side are left out (counted, logged);
+validation and test keep every pair, so their scores cover the whole set.
+
+Batches: src (B, S), src_lengths (B,), tgt (B, L) = <START> w.. <END> <PAD>.., refs: the B
+target sentences as text (what BLEU compares the generated text with).
+"""
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+from zoo.data.classification import open_text, split_paths
+from zoo.data.sequences import SPLITS, SequenceData, make_tokenizer, pad_batch
+from zoo.data.spec import DataSpec
+from zoo.data.vocab import Vocabulary
+from zoo.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+class Pair(NamedTuple):
+    src: str
+    tgt: str
+    where: str
+
+
+class ParallelData(SequenceData):
+    def __init__(self, *, min_count: int = 1, max_len: int = 50, lowercase: bool = True,
+                 tokenizer: str = "words", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.min_count, self.max_len, self.lowercase = min_count, max_len, lowercase
+        self.tokenize = make_tokenizer(tokenizer, lowercase)
+
+    def encode(self, raw: dict[str, list[Pair]]) -> DataSpec:
+        tok = {s: [(self.tokenize(p.src), self.tokenize(p.tgt), p) for p in raw[s]] for s in SPLITS}
+        long = 0
+        for split in SPLITS:
+            kept = []
+            for src, tgt, p in tok[split]:
+                if not src or not tgt:
+                    self.bad(f"{p.where}: empty {'source' if not src else 'target'} sentence", "empty sentences")
+                elif split == "train" and max(len(src), len(tgt)) > self.max_len:
+                    long += 1
+                else:
+                    kept.append((src, tgt, p))
+            tok[split] = kept
+        if long:
+            log.info("data: left out %d training pairs longer than data.max_len=%d tokens", long, self.max_len)
+        src_vocab = Vocabulary.build((s for s, _, _ in tok["train"]), self.min_count)
+        vocab = Vocabulary.build((t for _, t, _ in tok["train"]), self.min_count)
+        for split in SPLITS:
+            ref = (lambda text: text.lower()) if self.lowercase else (lambda text: text)
+            self.data[split] = [(src_vocab.encode(s), vocab.encode(t, start=True, end=True), ref(p.tgt.strip()))
+                                for s, t, p in tok[split]]
+        return DataSpec(vocab=vocab, src_vocab=src_vocab, max_len=self.max_len)
+
+    def collate(self, items):
+        src, src_lengths = pad_batch([s for s, _, _ in items], Vocabulary.pad_id)
+        tgt, _ = pad_batch([t for _, t, _ in items], Vocabulary.pad_id)
+        return {"src": src, "src_lengths": src_lengths, "tgt": tgt, "refs": [r for _, _, r in items]}
+
+
+def _pair(where_src: str, where_tgt: str, n: int, src: str, tgt: str) -> Pair:
+    return Pair(src, tgt, f"{where_src}:{n} / {where_tgt}:{n}")
+
+
+class ParallelFiles(ParallelData):
+    """Line-aligned files: ``pattern`` names them from the split and the language, e.g.
+    ``{split}.{lang}.gz`` with ``splits={train: train, val: val, test: test_2016_flickr}``."""
+
+    def __init__(self, *, root: str | None = None, src_lang: str, tgt_lang: str, pattern: str = "{split}.{lang}",
+                 splits: dict | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        names = {"train": "train", "val": "val", "test": "test", **(splits or {})}
+        self.files = {s: split_paths(root, src=pattern.format(split=names[s], lang=src_lang),
+                                     tgt=pattern.format(split=names[s], lang=tgt_lang)) for s in SPLITS}
+
+    def read_split(self, split: str) -> list[Pair]:
+        f = self.files[split]
+        with open_text(f["src"]) as a, open_text(f["tgt"]) as b:
+            src, tgt = a.read().splitlines(), b.read().splitlines()
+        if len(src) != len(tgt):
+            raise DataError(f"{f['src']} has {len(src)} lines but {f['tgt']} has {len(tgt)}: "
+                            "parallel files must be line-aligned")
+        return [_pair(f["src"], f["tgt"], n, s, t) for n, (s, t) in enumerate(zip(src, tgt), 1)]
+
+
+class HFTranslation(ParallelData):
+    """A Hugging Face translation set: a ``translation`` column of {lang: text}, or
+    ``src_column``/``tgt_column`` text columns."""
+
+    def __init__(self, *, name: str, src_lang: str, tgt_lang: str, config_name: str | None = None,
+                 data_dir: str | None = None, data_files: dict | None = None, translation_column: str = "translation",
+                 src_column: str | None = None, tgt_column: str | None = None, splits: dict | None = None,
+                 val_fraction: float = 0.05, test_fraction: float = 0.05, split_seed: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        from zoo.data.hf import HFSplits
+
+        self.columns = (src_column, tgt_column) if src_column and tgt_column else None
+        self.hf = HFSplits(name, config_name=config_name, data_dir=data_dir, data_files=data_files, splits=splits,
+                           val_fraction=val_fraction, test_fraction=test_fraction, split_seed=split_seed,
+                           columns=self.columns or (translation_column,))
+        self.translation_column, self.src_lang, self.tgt_lang = translation_column, src_lang, tgt_lang
+
+    def read_split(self, split: str) -> list[Pair]:
+        out = []
+        for k, row in enumerate(self.hf.split(split)):
+            where = f"{self.hf.name} [{split}] row {k}"
+            if self.columns:
+                src, tgt = row[self.columns[0]], row[self.columns[1]]
+            else:
+                pair = row[self.translation_column]
+                if self.src_lang not in pair or self.tgt_lang not in pair:
+                    raise DataError(f"{where}: no {self.src_lang!r}/{self.tgt_lang!r} in {sorted(pair)}; "
+                                    "set data.src_lang / data.tgt_lang")
+                src, tgt = pair[self.src_lang], pair[self.tgt_lang]
+            out.append(Pair(src or "", tgt or "", where))
+        return out

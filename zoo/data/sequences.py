@@ -1,0 +1,127 @@
+"""The base of every sequence DataModule: splits of examples, vocabularies, bucketed batches.
+
+A data set kind (classification, tagging, parallel text, ...) says how to turn read examples
+into encoded ones (:meth:`encode`) and batches (:meth:`collate`); a source of that kind (a
+file format, a hub set, a generator) only says how to read one split (:meth:`read_split`).
+Vocabularies and label sets come from the training split only.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Callable, ClassVar, Literal
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from zoo.data.bad_input import BadInput
+from zoo.data.batching import BucketBatchSampler
+from zoo.data.spec import DataSpec
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+
+_WORDS = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+TOKENIZERS: dict[str, Callable[[str], list[str]]] = {
+    "whitespace": str.split,  # already tokenised text (SST, CoNLL)
+    "words": _WORDS.findall,  # raw text: words and punctuation apart
+}
+
+
+def make_tokenizer(name: str, lowercase: bool) -> Callable[[str], list[str]]:
+    if name not in TOKENIZERS:
+        raise ValueError(f"data.tokenizer must be one of {sorted(TOKENIZERS)}, got {name!r}")
+    split = TOKENIZERS[name]
+    return (lambda text: split(text.lower())) if lowercase else split
+
+
+class _Examples(Dataset):
+    def __init__(self, items: list) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        return self.items[i]
+
+
+class SequenceData(pl.LightningDataModule):
+    #: what batches carry for the encoder: "tokens", "image" or "frames" (checked against the encoder)
+    provides: ClassVar[str] = "tokens"
+
+    def __init__(self, *, batch_size: int = 64, eval_batch_size: int | None = None, num_workers: int = 0,
+                 bucket: bool = True, seed: int = 0, on_bad: Literal["error", "skip"] = "error") -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.bucket = bucket
+        self.seed = seed
+        self.bad = BadInput(on_bad)
+        self.data: dict[str, list] = {}
+        self._spec: DataSpec | None = None
+
+    # -- what kinds and sources implement ---------------------------------------------
+    def read_split(self, split: str) -> list:
+        """The raw examples of a split, each with a ``where`` (file:line) for messages."""
+        raise NotImplementedError
+
+    def encode(self, raw: dict[str, list]) -> DataSpec:
+        """Build vocabularies/labels from raw['train'], encode every split into self.data."""
+        raise NotImplementedError
+
+    def collate(self, items: list) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def length(self, item) -> int:
+        """The length a batch is bucketed by."""
+        return len(item[0])
+
+    # -- shared ----------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if len(self.data):
+            return
+        raw = {s: self.read_split(s) for s in SPLITS}
+        self._spec = self.encode(raw)
+        self.bad.report()
+        for s in SPLITS:
+            if s not in self.data or len(self.data[s]) == 0:
+                from zoo.errors import DataError
+
+                raise DataError(f"{type(self).__name__}: the {s} split has no usable examples")
+        log.info("data: %s", ", ".join(f"{s} {len(self.data[s])}" for s in SPLITS))
+
+    @property
+    def spec(self) -> DataSpec:
+        if self._spec is None:
+            raise RuntimeError("call setup() first")
+        return self._spec
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        items = self.data[split]
+        size = self.batch_size if train else self.eval_batch_size
+        common = dict(num_workers=self.num_workers, collate_fn=self.collate, persistent_workers=self.num_workers > 0)
+        if not self.bucket:
+            return DataLoader(_Examples(items), batch_size=size, shuffle=train, **common)
+        sampler = BucketBatchSampler([self.length(it) for it in items], size, shuffle=train, seed=self.seed)
+        return DataLoader(_Examples(items), batch_sampler=sampler, **common)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+
+def pad_batch(seqs: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Id lists -> (B, T) right-padded with ``value``, and lengths (B,)."""
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    out = torch.full((len(seqs), int(lengths.max())), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    return out, lengths

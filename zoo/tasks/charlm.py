@@ -1,0 +1,114 @@
+"""The character language model (synced many-to-many): predict the next character.
+
+Trained with truncated backpropagation through time: each batch holds the next ``bptt``
+characters of ``B`` parallel streams, and the recurrent state is carried from one batch to the
+next and detached, so gradients flow ``bptt`` steps back while the state remembers further.
+(Lightning 2 no longer does this: the task does it.) Validation and test carry their own state.
+
+Metrics: loss in nats per character, bits per character, perplexity. After training, the
+model writes text (``sample.prime``, ``sample.temperature``) into the run folder.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from zoo.data.spec import DataSpec
+from zoo.recurrence import map_state
+from zoo.tasks.base import EVAL_SPLITS, Task, build_encoder
+
+
+class CharLMTask(Task):
+    inputs = {"tokens": ("tokens", "sequence")}
+    modes = ("synced",)
+
+    def __init__(self, *, encoder: Callable[..., nn.Module], cell: Callable[..., nn.Module],
+                 head: Callable[..., nn.Module], spec: DataSpec, optimizer, scheduler=None,
+                 sample: dict | None = None) -> None:
+        super().__init__(spec=spec, optimizer=optimizer, scheduler=scheduler)
+        self.encoder = build_encoder(encoder, spec)
+        self.rnn = cell(input_size=self.encoder.out_dim)
+        if self.rnn.num_directions != 1:
+            raise ValueError("a language model reads left to right: set cell.bidirectional=false")
+        self.head = head(input_size=self.rnn.output_size, num_classes=spec.vocab_size)
+        self.sample = {"prime": "The ", "length": 600, "temperature": 0.8, **(sample or {})}
+        self._state: dict[str, list | None] = {}
+        for split in ("train",) + EVAL_SPLITS:
+            self.add_split_metrics(split, {"loss": MeanMetric()})
+
+    def _stream_step(self, split: str, batch: dict, batch_idx: int) -> Tensor:
+        tokens = batch["tokens"]  # (B, bptt + 1)
+        state = None if batch_idx == 0 else self._state.get(split)  # a new pass starts from zeros
+        if state is not None and len(state) and _batch(state) != tokens.shape[0]:
+            state = None
+        out, state = self.rnn(self.encoder(tokens[:, :-1]), state=state)  # (B, T, H)
+        self._state[split] = map_state(lambda t: t.detach(), state)  # carried, not backpropagated into
+        logits = self.head(out)
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten())
+        self.split_metrics(split)["loss"].update(loss.detach(), weight=tokens[:, 1:].numel())
+        return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss = self.check_finite(self._stream_step("train", batch, batch_idx))
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_split_metrics("train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._stream_step("val", batch, batch_idx)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._stream_step("test", batch, batch_idx)
+
+    def derived_metrics(self, split: str, values: dict[str, Tensor]) -> dict[str, Tensor]:
+        loss = values[f"{split}/loss"]  # nats per character
+        return {f"{split}/bpc": loss / math.log(2), f"{split}/ppl": loss.exp()}
+
+    # -- generation -----------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, prime: str, length: int, temperature: float = 1.0,
+                 generator: torch.Generator | None = None) -> str:
+        """``prime`` followed by ``length`` sampled characters (temperature -> 0: greedy)."""
+        vocab = self.spec.vocab
+        if not prime:
+            raise ValueError("sample.prime must have at least one character")
+        ids = vocab.encode(list(prime))
+        state = self.rnn.init_state(1, device=self.device)
+        x = None
+        for i in ids:  # read the prime
+            x, state = self.rnn.step(self.encoder(torch.tensor([[i]], device=self.device))[:, 0], state)
+        out = []
+        for _ in range(length):
+            logits = self.head(x.unsqueeze(1))[0, 0].float()
+            logits[[vocab.pad_id, vocab.start_id, vocab.end_id]] = float("-inf")
+            if temperature <= 0:
+                nxt = int(logits.argmax())
+            else:
+                nxt = int(torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator))
+            out.append(vocab.itos[nxt])
+            x, state = self.rnn.step(self.encoder(torch.tensor([[nxt]], device=self.device))[:, 0], state)
+        return prime + "".join(out)
+
+    def write_artifacts(self, run_dir: Path, datamodule) -> list[Path]:
+        """samples.txt: text the model writes from the prime, at the configured temperature."""
+        was = self.training
+        self.eval()
+        g = torch.Generator(device=self.device).manual_seed(0)
+        s = self.sample
+        text = self.generate(s["prime"], int(s["length"]), float(s["temperature"]), generator=g)
+        self.train(was)
+        path = run_dir / "samples.txt"
+        path.write_text(f"# prime={s['prime']!r} temperature={s['temperature']}\n{text}\n")
+        return [path]
+
+
+def _batch(state) -> int:
+    first = state[0]
+    return (first[0] if isinstance(first, tuple) else first).shape[0]

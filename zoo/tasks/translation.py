@@ -1,0 +1,91 @@
+"""Translation (many-to-many, seq2seq): read a source sentence, then write the target.
+
+A source embedding (the ``encoder`` group) and an encoder RNN (the ``cell`` config, optionally
+bidirectional) turn the source into memory states; the seq2seq head (the decoder RNN, same
+cell config, with attention by config) writes the target. Metrics on generated text only:
+BLEU and chrF from sacreBLEU through torchmetrics; the teacher-forced loss beside them.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+from torchmetrics.text import CHRFScore, SacreBLEUScore
+
+from zoo.data.spec import DataSpec
+from zoo.heads.decoding import Generated
+from zoo.tasks.base import EVAL_SPLITS, Task, build_encoder
+
+
+class TranslationTask(Task):
+    inputs = {"tokens": ("tokens", "sequence")}
+    modes = ("seq2seq",)
+
+    def __init__(self, *, encoder: Callable[..., nn.Module], cell: Callable[..., nn.Module],
+                 head: Callable[..., nn.Module], spec: DataSpec, optimizer, scheduler=None,
+                 bidirectional_encoder: bool = True, decode: dict | None = None, lowercase_bleu: bool = False) -> None:
+        super().__init__(spec=spec, optimizer=optimizer, scheduler=scheduler)
+        vocab = spec.vocab
+        self.encoder = build_encoder(encoder, spec, vocab=spec.src_vocab)
+        self.src_rnn = cell(input_size=self.encoder.out_dim, bidirectional=bidirectional_encoder)
+        self.decoder = head(recurrence=cell, vocab_size=len(vocab), memory_dim=self.src_rnn.output_size,
+                            start_id=vocab.start_id, end_id=vocab.end_id, pad_id=vocab.pad_id)
+        self.decode = {"strategy": "beam", "beam_size": 5, "length_penalty": 1.0, **(decode or {})}
+        self.max_len = spec.max_len or 50
+        for split in EVAL_SPLITS:
+            self.add_split_metrics(split, {"bleu": SacreBLEUScore(lowercase=lowercase_bleu),
+                                           "chrf": CHRFScore(lowercase=lowercase_bleu), "loss": MeanMetric()})
+        self.add_split_metrics("train", {"loss": MeanMetric()})
+
+    def encode_source(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """memory (B, S, D*H), mask (B, S), summary (B, D*H) of the source."""
+        memory, final = self.src_rnn(self.encoder(src), lengths)
+        mask = torch.arange(src.shape[1], device=src.device)[None, :] < lengths.to(src.device)[:, None]
+        return memory, mask, self.src_rnn.summary(final)
+
+    def forward(self, src: Tensor, lengths: Tensor, **decode: Any) -> Generated:
+        """Translate id sequences (B, S) with the configured decoding (overridable by keyword)."""
+        return self.decoder.generate(self.encode_source(src, lengths), max_len=self.max_len,
+                                     **{**self.decode, **decode})
+
+    def _loss(self, split: str, batch: dict) -> Tensor:
+        memory, mask, summary = self.encode_source(batch["src"], batch["src_lengths"])
+        tgt = batch["tgt"]
+        logits = self.decoder(memory, mask, summary, tgt[:, :-1])
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten(), ignore_index=self.spec.vocab.pad_id)
+        self.split_metrics(split)["loss"].update(loss.detach(), weight=int((tgt[:, 1:] != self.spec.vocab.pad_id).sum()))
+        return loss
+
+    def translate(self, batch: dict) -> list[str]:
+        out = self(batch["src"], batch["src_lengths"])
+        return [" ".join(self.spec.vocab.decode(row)) for row in out.tokens.tolist()]
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss = self.check_finite(self._loss("train", batch))
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_split_metrics("train")
+
+    def _eval_step(self, split: str, batch: dict) -> None:
+        self._loss(split, batch)
+        hyps = self.translate(batch)
+        refs = [[r] for r in batch["refs"]]
+        m = self.split_metrics(split)
+        m["bleu"].update(hyps, refs)
+        m["chrf"].update(hyps, refs)
+
+    def derived_metrics(self, split: str, values: dict[str, Tensor]) -> dict[str, Tensor]:
+        if split == "train":
+            return {}
+        # 0-100, as sacreBLEU reports them
+        return {f"{split}/bleu": values[f"{split}/bleu"] * 100, f"{split}/chrf": values[f"{split}/chrf"] * 100}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step("test", batch)
