@@ -1,16 +1,15 @@
-"""Quality on real data: train a task's model on a real data set within a CPU time budget and
-print the test metrics (last line: one JSON object).
+"""Quality on real data: train a recipe on a real data set within a CPU time budget and print
+the test metrics (last line: one JSON object).
 
-    python -m benchmarks.quality charlm --data-root ../shared/data
-    python -m benchmarks.quality sentiment --data-root ../shared/data
-    python -m benchmarks.quality tagging --data-root ../shared/data
-    python -m benchmarks.quality translation --data-root ../shared/data
-    python -m benchmarks.quality tagging --data-root ../shared/data --minutes 5 cell=gru   # extra overrides
+    python -m benchmarks.quality charlm --data-root ../shared/data         # recipe char_rnn, tiny-shakespeare
+    python -m benchmarks.quality sentiment --data-root ../shared/data      # sentiment_bilstm, SST-2
+    python -m benchmarks.quality tagging --data-root ../shared/data        # tagger_bilstm, UD English-EWT
+    python -m benchmarks.quality translation --data-root ../shared/data    # seq2seq_attention, Multi30k
+    python -m benchmarks.quality tagging --minutes 5 cell=gru              # extra overrides
 
-Each task runs ``python -m zoo task=TASK`` with the real data in place of the built-in set and
-the sizes below (the task's own model family: only widths, depths, regularisation and the
-budget change, each with its reason). ``trainer.max_time`` stops training within the budget;
-the best checkpoint on the validation split is tested. The run folder is kept (printed).
+Each runs ``python -m zoo recipe=<recipe>`` (recipes/ states the model and why) with the data
+path and ``trainer.max_time`` (the budget) added; the best checkpoint on the validation split
+is tested. The run folder is kept (printed).
 """
 from __future__ import annotations
 
@@ -21,51 +20,16 @@ import time
 from pathlib import Path
 
 BENCHMARKS: dict[str, dict] = {
-    "charlm": {
-        "data": lambda root: ["data=text_file", f"data.path={root}/tinyshakespeare/input.txt",
-                              "data.val_fraction=0.1", "data.test_fraction=0.0"],  # test = the last 10%
-        "model": [
-            "cell.hidden_size=512", "cell.num_layers=2",  # char-rnn's classic size for this corpus
-            "cell.dropout=0.2", "head.dropout=0.2", "encoder.dim=64",
-            "data.bptt=100", "data.batch_size=64", "optimizer.lr=0.002",
-            "trainer.max_epochs=100", "trainer.gradient_clip_val=5.0",
-        ],
-        "minutes": 22,
-        "report": ["test/loss", "test/bpc", "val/loss"],
-    },
-    "sentiment": {
-        "data": lambda root: ["data=sst2", f"data.root={root}/sst2"],
-        "model": [
-            "encoder.dim=300", "encoder.dropout=0.5",  # no pretrained vectors: regularise hard
-            "cell.hidden_size=256", "head.dropout=0.5", "head.pool=max",
-            "optimizer.lr=0.001", "optimizer.weight_decay=0.0001", "trainer.max_epochs=12",
-        ],
-        "minutes": 10,
-        "report": ["test/acc", "test/f1", "val/acc"],
-    },
-    "tagging": {
-        "data": lambda root: ["data=conllu", f"data.root={root}/ud-english-ewt", "data.column=upos",
-                              "data.min_count=2"],  # training words seen once become <UNK>: it learns unseen words
-        "model": [
-            "encoder.dim=128", "encoder.dropout=0.3", "encoder.word_dropout=0.05",
-            "cell.hidden_size=256", "cell.num_layers=2", "cell.dropout=0.3", "head.dropout=0.3",
-            "optimizer.lr=0.003", "trainer.max_epochs=40",
-        ],
-        "minutes": 12,
-        "report": ["test/acc", "test/f1", "val/acc"],
-    },
-    "translation": {
-        "data": lambda root: ["data=parallel_files", f"data.root={root}/multi30k", "data.lowercase=true"],
-        "model": [
-            "cell=gru", "head.attention=additive", "task.bidirectional_encoder=true",
-            "encoder.dim=256", "encoder.dropout=0.3", "cell.hidden_size=256",
-            "head.embed_dim=256", "head.attention_dim=256", "head.dropout=0.3",
-            "optimizer.lr=0.001", "trainer.max_epochs=30", "data.batch_size=64",
-            "task.decode.beam_size=5", "task.decode.length_penalty=1.0",
-        ],
-        "minutes": 25,
-        "report": ["test/bleu", "test/chrf", "val/bleu"],
-    },
+    "charlm": {"recipe": "char_rnn", "minutes": 22, "report": ["test/loss", "test/bpc", "val/loss"],
+               # test_fraction=0: the test split is the held-out last 10% (the validation split)
+               "data": lambda root: [f"data.path={root}/tinyshakespeare/input.txt", "data.val_fraction=0.1",
+                                     "data.test_fraction=0.0"]},
+    "sentiment": {"recipe": "sentiment_bilstm", "minutes": 10, "report": ["test/acc", "test/f1", "val/acc"],
+                  "data": lambda root: [f"data.root={root}/sst2"]},
+    "tagging": {"recipe": "tagger_bilstm", "minutes": 12, "report": ["test/acc", "test/f1", "val/acc"],
+                "data": lambda root: [f"data.root={root}/ud-english-ewt"]},
+    "translation": {"recipe": "seq2seq_attention", "minutes": 25, "report": ["test/bleu", "test/chrf", "val/bleu"],
+                    "data": lambda root: [f"data.root={root}/multi30k"]},
 }
 
 
@@ -83,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     minutes = args.minutes or bench["minutes"]
     h, m = divmod(int(minutes * 60), 3600)
     run_dir = Path(args.out).resolve() / f"{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
-    overrides = [f"task={args.task}", *bench["data"](root), *bench["model"],
+    overrides = [f"recipe={bench['recipe']}", *bench["data"](root),
                  f"trainer.max_time=00:{h:02d}:{m // 60:02d}:{m % 60:02d}", "trainer.enable_progress_bar=false",
                  *args.overrides]
     print("python -m zoo " + " ".join(overrides), flush=True)

@@ -27,6 +27,8 @@ def _isolated(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("ZOO_CACHE_DIR", str(cache / "zoo"))
     monkeypatch.setenv("HF_HOME", str(cache / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(cache / "torch"))
+    for var in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):  # nothing under ~/.local or ~/.config
+        monkeypatch.setenv(var, str(cache / var.lower()))
 
 
 def compose(*overrides: str, choices: bool = False):

@@ -23,7 +23,13 @@ def decoder(condition: str, cell=LSTMCell, layers: int = 1) -> OneToManyDecoder:
     node = OmegaConf.load(config_dir() / "head" / "one_to_many.yaml")
     node.update({"condition": condition, "embed_dim": 8, "dropout": 0.0})
     rec = functools.partial(Recurrence, cell, hidden_size=9, num_layers=layers)
-    return instantiate(node)(recurrence=rec, vocab_size=V, cond_dim=D, start_id=1, end_id=2, pad_id=0)
+    return instantiate(node)(recurrence=rec, vocab_size=V, cond_dim=D, grid_dim=D, start_id=1, end_id=2, pad_id=0)
+
+
+def context(condition: str, B: int, requires_grad: bool = False) -> torch.Tensor:
+    """What the decoder reads: v (B, D), or a grid of 4 cells (B, 4, D) for attention."""
+    shape = (B, 4, D) if condition == "attention" else (B, D)
+    return torch.randn(*shape, requires_grad=requires_grad)
 
 
 CONDITIONS = OneToManyDecoder.conditions
@@ -34,7 +40,7 @@ CONDITIONS = OneToManyDecoder.conditions
 def test_one_to_many_shapes_and_gradients(condition, cell):
     torch.manual_seed(0)
     dec = decoder(condition, cell, layers=2)
-    v = torch.randn(3, D, requires_grad=True)
+    v = context(condition, 3, requires_grad=True)
     tokens = torch.randint(3, V, (3, 5))
     logits = dec(v, tokens)
     assert logits.shape == (3, 5, V)
@@ -51,7 +57,7 @@ def test_generation_steps_agree_with_teacher_forcing(condition):
     """Feeding the generated tokens back through forward() gives the same scores as generating."""
     torch.manual_seed(1)
     dec = decoder(condition, layers=2).eval()
-    v = torch.randn(4, D)
+    v = context(condition, 4)
     out = dec.generate(v, strategy="greedy", max_len=6)
     start = torch.full((4, 1), dec.start_id)
     logits = dec(v, torch.cat([start, out.tokens], 1))[:, :-1]
@@ -63,7 +69,7 @@ def test_generation_steps_agree_with_teacher_forcing(condition):
 def test_every_strategy_stops_at_end_or_max_len(condition):
     torch.manual_seed(2)
     dec = decoder(condition).eval()
-    v = torch.randn(5, D)
+    v = context(condition, 5)
     for strategy in ("greedy", "sample", "beam"):
         g = dec.generate(v, strategy=strategy, max_len=4, beam_size=3, temperature=0.7)
         assert g.tokens.shape[0] == 5 and g.tokens.shape[1] <= 5

@@ -19,3 +19,14 @@ Every model is the same picture, read left to right, and every part is a seam:
 Cells, encoders and heads are plain torch modules; Lightning lives in tasks and training,
 Hydra in the entry point (``python -m zoo``) and the configs (``conf/``, one folder per seam).
 """
+
+__all__ = ["build", "load"]
+
+
+def __getattr__(name: str):
+    # torch and Lightning load on first use, so `import zoo` and `python -m zoo --help` stay quick
+    if name in __all__:
+        from zoo import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")

@@ -9,6 +9,7 @@ import difflib
 import os
 import re
 import sys
+import tempfile
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -52,11 +53,38 @@ def _suggest(message: str, cause: BaseException | None) -> str:
     return message
 
 
+def _adjust_argv(argv: list[str]) -> list[str]:
+    """Command-line additions that depend on how the process was started.
+
+    - ``resume=<run folder>``: the run continues in that folder (unless hydra.run.dir is given).
+    - A rank other than 0 started by torchrun/SLURM writes nothing: no .hydra/, no log file,
+      and its Hydra run folder (which Hydra always makes) goes to a temporary place.
+    """
+    args = list(argv)
+    given = {a.split("=", 1)[0] for a in args if "=" in a}
+    resume = next((a.split("=", 1)[1] for a in args if a.startswith("resume=")), None)
+    if resume and "hydra.run.dir" not in given:
+        args.append(f"hydra.run.dir={resume}")
+    rank = os.environ.get("RANK") or os.environ.get("SLURM_PROCID")
+    if rank not in (None, "0") and "hydra.output_subdir" not in given:
+        args += ["hydra.output_subdir=null", "hydra/job_logging=stdout", "hydra/hydra_logging=disabled"]
+        if "hydra.run.dir" not in given:
+            args.append(f"hydra.run.dir={tempfile.gettempdir()}/zoo-rank{rank}-{os.getpid()}")
+    return args
+
+
 def main() -> None:
+    sys.argv[1:] = _adjust_argv(sys.argv[1:])
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us, to print them our way
     try:
         _run()
+    except SystemExit as e:
+        if type(e).__name__ != "SIGTERMException":  # Lightning's, when SIGTERM stopped training
+            raise
+        # pre-empted: last.ckpt is saved (SaveOnInterrupt); a scheduler sees the usual 128 + 15
+        print("stopped by SIGTERM; last.ckpt was saved: continue with resume=<run folder>", file=sys.stderr)
+        sys.exit(143)
     except ZooError as e:
         if wants_traceback:
             raise

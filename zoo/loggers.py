@@ -1,6 +1,8 @@
 """Loggers of a run. CSV always; W&B on request, offline whenever no API key is configured.
 
 The decision online/offline is made before wandb starts, so a run never waits on the network.
+Tasks describe their rich media (``Task.media``) without importing wandb; this module turns
+the descriptions into W&B objects: tables with images, text, confusion matrices.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 log = logging.getLogger(__name__)
 
 
-def csv_loggers(*, save_dir: str | Path, run_name: str | None = None, group: str | None = None) -> list[Logger]:
+def csv_loggers(*, save_dir: str | Path, run_name: str | None = None, group: str | None = None,
+                id: str | None = None) -> list[Logger]:
     """``<run folder>/logs/metrics.csv`` (and hparams.yaml)."""
     return [CSVLogger(save_dir=str(save_dir), name="", version="logs")]
 
@@ -36,14 +39,15 @@ def wandb_loggers(
     save_dir: str | Path,
     run_name: str | None = None,
     group: str | None = None,
+    id: str | None = None,
     project: str = "zoo",
     entity: str | None = None,
     name: str | None = None,
     tags: list[str] | None = None,
     mode: Literal["auto", "online", "offline"] = "auto",
     log_model: bool = False,
-    id: str | None = None,
 ) -> list[Logger]:
+    """CSV plus W&B. ``group`` gathers a sweep's trials; ``id`` continues a run (resume)."""
     from pytorch_lightning.loggers import WandbLogger
 
     if mode not in ("auto", "online", "offline"):
@@ -54,15 +58,56 @@ def wandb_loggers(
     if offline:
         os.environ.setdefault("WANDB_MODE", "offline")  # no network at all, not even a probe
     logger = WandbLogger(project=project, entity=entity, group=group, name=name or run_name, tags=list(tags or []),
-                         save_dir=str(save_dir), offline=offline, log_model=log_model, id=id)
+                         save_dir=str(save_dir), offline=offline, log_model=log_model, id=id,
+                         resume="allow" if id else None)
     logger.offline_note = offline  # read by the run summary
     return csv_loggers(save_dir=save_dir) + [logger]
 
 
+def _wandb(loggers: list[Logger]):
+    return next((lg for lg in loggers if type(lg).__name__ == "WandbLogger"), None)
+
+
+def log_media(loggers: list[Logger], media: dict, metrics: dict[str, float]) -> None:
+    """Send a task's media and the final metrics to W&B (nothing without a W&B logger).
+
+    media: name -> {"table": {"columns": [...], "rows": [[...]]}}  (PIL images allowed in cells)
+                 | {"text": str} | {"confusion": {"y_true": [...], "y_pred": [...], "labels": [...]}}
+    """
+    lg = _wandb(loggers)
+    if lg is None:
+        return
+    import wandb
+    from PIL import Image
+
+    out = {}
+    for name, item in media.items():
+        if "table" in item:
+            rows = [[wandb.Image(c) if isinstance(c, Image.Image) else c for c in row] for row in item["table"]["rows"]]
+            out[name] = wandb.Table(columns=item["table"]["columns"], data=rows)
+        elif "text" in item:
+            out[name] = wandb.Html(f"<pre>{item['text']}</pre>")
+        elif "confusion" in item:
+            c = item["confusion"]
+            out[name] = wandb.plot.confusion_matrix(y_true=c["y_true"], preds=c["y_pred"], class_names=c["labels"])
+    lg.experiment.log(out)
+    for k, v in metrics.items():  # the final metrics as the run summary
+        lg.experiment.summary[k] = v
+
+
+def finish(loggers: list[Logger]) -> None:
+    """Close the loggers; a W&B run is finished so that its files are complete."""
+    for lg in loggers:
+        lg.finalize("success")
+    lg = _wandb(loggers)
+    if lg is not None and getattr(lg, "_experiment", None) is not None:
+        lg.experiment.finish()
+
+
 def wandb_sync_hint(loggers: list[Logger]) -> str | None:
     """``wandb sync <dir>`` for an offline W&B run, or None."""
-    for lg in loggers:
-        if getattr(lg, "offline_note", False):
-            run_dir = Path(lg.experiment.dir).parent  # .../wandb/offline-run-<time>-<id>/files -> the run
-            return f"wandb: offline run in {run_dir}; upload it with: wandb sync {run_dir}"
+    lg = _wandb(loggers)
+    if lg is not None and getattr(lg, "offline_note", False):
+        run_dir = Path(lg.experiment.dir).parent  # .../wandb/offline-run-<time>-<id>/files -> the run
+        return f"wandb: offline run in {run_dir}; upload it with: wandb sync {run_dir}"
     return None

@@ -12,7 +12,7 @@ Paths, chosen per call:
 - **fused**: no conditioning term -> one call of ``nn.RNN/LSTM/GRU`` for all layers and
   directions, with the cells' own parameters (``torch.func.functional_call``), padding
   handled by packing.
-- **loop**: a conditioning term ``extra`` enters layer 0 at every step (the lecture's
+- **loop**: (also when traced for export) a conditioning term ``extra`` enters layer 0 at every step (the lecture's
   ``W_ih v``, an attention context): layer 0 is stepped by hand, with its input projection
   hoisted out of the loop; the layers above still take the fused kernel. ``extra`` is a
   tensor (B, G) added at every step, or a callable ``extra(h_top_prev (B, H)) -> (B, G)``
@@ -157,7 +157,7 @@ class Recurrence(nn.Module):
             raise RuntimeError("a conditioning term needs a unidirectional recurrence (cell.bidirectional=false)")
         if callable(extra) and not isinstance(extra, Tensor):
             return self._loop_all(x, lengths, state, extra)
-        if extra is None and self.use_fused and self._kernels is not None:
+        if extra is None and self._fusable():
             return self._fused(0, x, lengths, state)
         # layer 0 by hand (it takes the conditioning term), the layers above fused
         per_dir = self.num_directions
@@ -166,7 +166,7 @@ class Recurrence(nn.Module):
             return out, s0
         if self.dropout and self.training:
             out = nn.functional.dropout(out, self.dropout, training=True)
-        if self.use_fused and self._kernels is not None:
+        if self._fusable():
             out, rest = self._fused(1, out, lengths, state[per_dir:])
         else:
             rest = []
@@ -178,9 +178,13 @@ class Recurrence(nn.Module):
                     out = nn.functional.dropout(out, self.dropout, training=True)
         return out, s0 + rest
 
-    def _fused(self, first: int, x: Tensor, lengths: Tensor | None, state: RecurrentState):
-        """Layers first..L-1 (and both directions) in one kernel call."""
-        kernel = self._kernels[first]
+    def _fusable(self) -> bool:
+        # TorchScript export traces the step loop: the cells' parameters cannot be lent to a
+        # traced kernel (torch.func's stateless calls are not traceable)
+        return self.use_fused and self._kernels is not None and not torch.jit.is_tracing()
+
+    def _kernel_weights(self, first: int) -> dict[str, Tensor]:
+        """The cells' parameters under the kernel's names, for layers first..L-1."""
         weights = {}
         for k, cell in enumerate(self.cells[first * self.num_directions:]):
             layer, direction = divmod(k, self.num_directions)
@@ -188,16 +192,27 @@ class Recurrence(nn.Module):
             w_ih, w_hh, b_ih, b_hh = cell.fused_weights()
             weights.update({f"weight_ih{suffix}": w_ih, f"weight_hh{suffix}": w_hh,
                             f"bias_ih{suffix}": b_ih, f"bias_hh{suffix}": b_hh})
+        return weights
+
+    def _fused(self, first: int, x: Tensor, lengths: Tensor | None, state: RecurrentState):
+        """Layers first..L-1 (and both directions) in one kernel call."""
+        kernel = self._kernels[first]
         kernel.train(self.training)  # inter-layer dropout follows our mode
-        hx = self.cells[0].to_fused_state(state)
-        if lengths is None:
-            out, hn = functional_call(kernel, weights, (x, hx))
-        else:
-            T = x.shape[1]
-            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            out, hn = functional_call(kernel, weights, (packed, hx))
-            out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
-        return out, self.cells[0].from_fused_state(hn)
+        return run_kernel(kernel, self._kernel_weights(first), x, lengths, self.cells[0].to_fused_state(state),
+                          self.cells[0].from_fused_state)
+
+    def as_torch_module(self) -> nn.RNNBase:
+        """A standalone nn.RNN/LSTM/GRU holding a copy of the cells' weights: the same function
+        as this recurrence without conditioning, for export (TorchScript traces it as one op)."""
+        if self._kernels is None:
+            raise TypeError(f"{type(self.cells[0]).__name__} has no torch kernel")
+        kernel = type(self._kernels[0])(self.input_size, self.hidden_size, num_layers=self.num_layers,
+                                        dropout=self.dropout if self.num_layers > 1 else 0.0,
+                                        bidirectional=self.num_directions == 2, batch_first=True)
+        with torch.no_grad():
+            for name, value in self._kernel_weights(0).items():
+                getattr(kernel, name).copy_(value)
+        return kernel.to(self.cells[0].W_xh.device).eval()
 
     def _loop_layer(self, layer: int, x: Tensor, lengths: Tensor | None, state: RecurrentState, extra: Tensor | None):
         """One layer, both directions, stepped by hand. x (B, T, I) -> (B, T, D*H)."""
@@ -239,6 +254,21 @@ class Recurrence(nn.Module):
                 state, top = s_new, h
             steps.append(h)
         return torch.stack(steps, dim=1), state
+
+
+def run_kernel(kernel: nn.RNNBase, weights: dict[str, Tensor] | None, x: Tensor, lengths: Tensor | None, hx,
+               from_fused: Callable) -> tuple[Tensor, RecurrentState]:
+    """A torch RNN kernel over padded sequences (packed when lengths are given), with ``weights``
+    lent to it (``None``: its own)."""
+    call = (lambda *a: functional_call(kernel, weights, a)) if weights is not None else kernel
+    if lengths is None:
+        out, hn = call(x, hx)
+    else:
+        T = x.shape[1]
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, hn = call(packed, hx)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
+    return out, from_fused(hn)
 
 
 def _blend(alive: Tensor, new: CellState, old: CellState) -> CellState:

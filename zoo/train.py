@@ -8,6 +8,8 @@ The run folder (``hydra.run.dir``) ends up holding:
     logs/metrics.csv   every logged value (plus W&B files under wandb/ with logger=wandb)
     metrics.json       final metrics, flat keys: val/..., test/... (from the best checkpoint)
     samples.png, ...   the task's artefacts (e.g. test images with generated captions)
+
+Only rank 0 writes it. ``resume=<run folder>`` continues a run from its last checkpoint.
 """
 from __future__ import annotations
 
@@ -18,13 +20,17 @@ import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from zoo.loggers import wandb_sync_hint
+from zoo.callbacks import EpochLog, GradNormLog, RankSeed, SaveOnInterrupt, _scalar
+from zoo.launch import ddp_processes
+from zoo.loggers import finish, log_media, wandb_sync_hint
+from zoo.resume import resume_config
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +38,7 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
-
-class EpochLog(Callback):
-    """One log line per epoch with the validation metrics: readable without a progress bar."""
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or trainer.state.fn != "fit":
-            return
-        shown = {k: _scalar(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/loss", "val/"))}
-        log.info("epoch %d: %s", trainer.current_epoch, ", ".join(f"{k}={v:.4g}" for k, v in sorted(shown.items())))
+MODES = {"maximize": "max", "minimize": "min"}
 
 
 def run_name(choices: dict[str, str], overrides: list[str]) -> str:
@@ -63,21 +61,28 @@ def build_task(cfg: DictConfig, spec):
     )
 
 
-def _scalar(v) -> float:
-    return float(v.item() if isinstance(v, torch.Tensor) else v)
-
-
-def train(cfg: DictConfig, run_dir: str | Path | None = None, name: str | None = None) -> float:
+def train(cfg: DictConfig, run_dir: str | Path | None = None, name: str | None = None,
+          overrides: list[str] | None = None) -> float:
     """Train, validate and test one configuration; returns the monitored metric (for sweepers).
 
-    ``run_dir`` and ``name`` default to Hydra's run folder and a name made of the overrides.
+    ``run_dir``, ``name`` and ``overrides`` default to Hydra's run folder, a name made of the
+    command-line overrides, and those overrides.
     """
-    if run_dir is None or name is None:
+    group = None
+    if HydraConfig.initialized():
         hc = HydraConfig.get()
         run_dir = run_dir or hc.runtime.output_dir
-        name = name or run_name(dict(hc.runtime.choices), list(hc.overrides.task))
+        overrides = list(hc.overrides.task) if overrides is None else overrides
+        name = name or run_name(dict(hc.runtime.choices), overrides)
+        if hc.mode == RunMode.MULTIRUN:  # W&B groups a sweep's trials
+            group = Path(hc.sweep.dir).name
+    overrides = overrides or []
+    resume_ckpt = None
+    if cfg.get("resume"):
+        cfg, resume_ckpt, run_dir = resume_config(cfg, overrides)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if rank_zero_only.rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
@@ -89,36 +94,43 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, name: str | None =
     resolved = OmegaConf.to_container(cfg, resolve=True)
     task.run_config = resolved
 
-    loggers = instantiate(cfg.logger)(save_dir=run_dir, run_name=name)
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=cfg.monitor.metric,
-                                 mode=cfg.monitor.mode, save_last=True, save_top_k=1,
-                                 auto_insert_metric_name=False, enable_version_counter=False)
-    callbacks = [checkpoint, EpochLog()]
-    if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
-    is_zero = trainer.is_global_zero  # only rank 0 writes the run folder
-    if is_zero:
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
-        (run_dir / "data_spec.json").write_text(json.dumps(spec.to_dict(), indent=1))
+    with ddp_processes(cfg, str(run_dir), overrides):
+        wandb_id = run_dir / "wandb_run_id"
+        loggers = instantiate(cfg.logger)(save_dir=run_dir, run_name=name or "run", group=group,
+                                          id=wandb_id.read_text().strip() if resume_ckpt and wandb_id.is_file() else None)
+        checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=cfg.monitor.metric,
+                                     mode=MODES[cfg.monitor.direction], save_last=True, save_top_k=1,
+                                     auto_insert_metric_name=False, enable_version_counter=False)
+        callbacks = [checkpoint, EpochLog(), SaveOnInterrupt(run_dir / "checkpoints" / "last.ckpt"), RankSeed(cfg.seed)]
+        if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+            callbacks += [LearningRateMonitor(logging_interval="step"), GradNormLog()]
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
+        is_zero = trainer.is_global_zero  # only rank 0 writes the run folder
+        if is_zero:
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+            (run_dir / "data_spec.json").write_text(json.dumps(spec.to_dict(), indent=1))
+            for lg in loggers:
+                lg.log_hyperparams(resolved)
+                if type(lg).__name__ == "WandbLogger":
+                    wandb_id.write_text(lg.experiment.id)
 
-    trainer.fit(task, datamodule=datamodule)
-    metrics: dict[str, float] = {k: _scalar(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
-    best = checkpoint.best_model_path or None  # none under fast_dev_run
-    for stage in (trainer.validate, trainer.test):
-        for result in stage(task, datamodule=datamodule, ckpt_path=best, verbose=False):
-            metrics.update({k: _scalar(v) for k, v in result.items()})
-    metrics = dict(sorted(metrics.items()))
+        trainer.fit(task, datamodule=datamodule, ckpt_path=resume_ckpt)
+        metrics = {k: _scalar(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+        best = checkpoint.best_model_path or None  # none under fast_dev_run
+        for stage in (trainer.validate, trainer.test):
+            for result in stage(task, datamodule=datamodule, ckpt_path=best, verbose=False):
+                metrics.update({k: _scalar(v) for k, v in result.items()})
+        metrics = dict(sorted(metrics.items()))
 
-    if is_zero:
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-        task.write_artifacts(run_dir, datamodule)
-        hint = wandb_sync_hint(loggers)
-        if hint:
-            print(hint)
-        print(f"run folder: {run_dir}")
-        summary = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.startswith("test/"))
-        print(f"test: {summary}")
-    for lg in loggers:
-        lg.finalize("success")
+        if is_zero:
+            (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+            task.write_artifacts(run_dir, datamodule)
+            log_media(loggers, task.media(datamodule), metrics)
+            hint = wandb_sync_hint(loggers)
+            if hint:
+                print(hint)
+            print(f"run folder: {run_dir}")
+            summary = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.startswith("test/"))
+            print(f"test: {summary}")
+        finish(loggers)
     return metrics.get(cfg.monitor.metric, math.nan)

@@ -1,65 +1,106 @@
-"""Batches of similar lengths: less padding, less wasted compute on sequence tasks.
+"""Batches of similar lengths, sharded over ranks, resumable mid-epoch.
 
 ``BucketBatchSampler`` shuffles the examples, cuts them into pools of ``batch_size * pool``,
-sorts each pool by length, cuts batches from it and shuffles the batches. Every example is in
-exactly one batch per epoch; the order depends only on ``seed`` and the epoch. Under
-distributed training each rank takes every ``num_replicas``-th batch (padded to equal counts
-so no rank waits for a batch that never comes).
+sorts each pool by length and cuts *global* batches of ``batch_size * num_replicas`` from it,
+then shuffles the global batches. Rank r takes its slice of each global batch, so a run on N
+ranks sees exactly the global batches that one process with an N times larger batch sees.
+The order depends only on ``seed`` and the epoch; every example is in one batch per epoch.
+
+Training (``pad=True``): every rank gets the same number of batches (a short last global
+batch is topped up with repeats), since every step all-reduces gradients.
+Evaluation (``pad=False``): no repeats, so metrics count every example exactly once; ranks
+may get one batch less, which is safe because evaluation has no collective per step.
+
+``StatefulLoader`` lets Lightning save how far into an epoch training got and skip those
+batches after a resume (Lightning saves the state of loaders that have ``state_dict``).
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
+
+
+def dist_rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
 class BucketBatchSampler(Sampler[list[int]]):
     def __init__(self, lengths: Sequence[int], batch_size: int, *, shuffle: bool = True, pool: int = 50,
-                 seed: int = 0, drop_last: bool = False, num_replicas: int | None = None,
+                 seed: int = 0, pad: bool | None = None, num_replicas: int | None = None,
                  rank: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.lengths = torch.as_tensor(list(lengths))
-        self.batch_size, self.shuffle, self.pool, self.seed, self.drop_last = batch_size, shuffle, pool, seed, drop_last
+        self.batch_size, self.shuffle, self.pool, self.seed = batch_size, shuffle, max(1, pool), seed
+        self.pad = shuffle if pad is None else pad
         if num_replicas is None or rank is None:
-            dist = torch.distributed.is_available() and torch.distributed.is_initialized()
-            num_replicas = torch.distributed.get_world_size() if dist else 1
-            rank = torch.distributed.get_rank() if dist else 0
+            rank, num_replicas = dist_rank_world()
         self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
+        self.skip = 0  # batches of this epoch already consumed before a resume
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.skip = 0
         self.epoch = epoch
 
-    def _all_batches(self) -> list[list[int]]:
+    def global_batches(self) -> list[list[int]]:
         n = len(self.lengths)
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
         order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
-        size = self.batch_size * self.pool
+        size = self.batch_size * self.num_replicas
         batches = []
-        for start in range(0, n, size):
-            chunk = order[start:start + size]
+        for start in range(0, n, size * self.pool):
+            chunk = order[start:start + size * self.pool]
             chunk = chunk[torch.argsort(self.lengths[chunk], stable=True)]
-            batches += [chunk[i:i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
-        if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size]
+            batches += [chunk[i:i + size].tolist() for i in range(0, len(chunk), size)]
         if self.shuffle:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
         return batches
 
+    def _mine(self, batch: list[int]) -> list[int]:
+        """This rank's part of a global batch: near-equal contiguous slices."""
+        W = self.num_replicas
+        if self.pad and len(batch) < W:
+            batch = (batch * W)[:W]  # a tiny last batch: repeat so that every rank has one
+        per, extra = divmod(len(batch), W)
+        start = self.rank * per + min(self.rank, extra)
+        return batch[start:start + per + (self.rank < extra)]
+
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self._all_batches()
-        if self.num_replicas > 1:
-            per_rank = -(-len(batches) // self.num_replicas)
-            batches += batches[: per_rank * self.num_replicas - len(batches)]  # equal counts on every rank
-            batches = batches[self.rank::self.num_replicas]
-        return iter(batches)
+        mine = [self._mine(b) for b in self.global_batches()]
+        mine = [b for b in mine if b]
+        for b in mine[self.skip:]:
+            yield b
+        self.skip = 0
 
     def __len__(self) -> int:
-        n = len(self.lengths)
-        total = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-        if self.pool and not self.drop_last:
-            size = self.batch_size * self.pool
-            total = sum(-(-min(size, n - s) // self.batch_size) for s in range(0, n, size))
-        return -(-total // self.num_replicas)
+        return sum(1 for b in self.global_batches() if self._mine(b)) - self.skip
+
+
+class StatefulLoader(DataLoader):
+    """A DataLoader whose position in the epoch survives a checkpoint."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._seen = 0
+
+    def __iter__(self):
+        sampler = self.batch_sampler
+        self._seen = getattr(sampler, "skip", 0)
+        for batch in super().__iter__():
+            self._seen += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": getattr(self.batch_sampler, "epoch", 0), "seen": self._seen}
+
+    def load_state_dict(self, state: dict) -> None:
+        sampler = self.batch_sampler
+        if hasattr(sampler, "skip"):
+            sampler.epoch = state["epoch"]
+            sampler.skip = state["seen"]

@@ -26,6 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.bad_input import BadInput
+from zoo.data.batching import BucketBatchSampler, StatefulLoader
 from zoo.data.images import BlindStore, FeatureStore, check_image
 from zoo.data.spec import DataSpec
 from zoo.data.vocab import Vocabulary, tokenize_caption
@@ -73,6 +74,7 @@ class CaptioningData(pl.LightningDataModule):
         min_count: int = 1,
         blind: bool = False,
         on_bad: Literal["error", "skip"] = "error",
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.batch_size = batch_size
@@ -82,7 +84,9 @@ class CaptioningData(pl.LightningDataModule):
         self.max_len = max_len
         self.min_count = min_count
         self.blind = blind
+        self.seed = seed  # batch order
         self.bad = BadInput(on_bad)
+        self.fixed: DataSpec | None = None  # a trained model's vocabulary (evaluation)
         self.splits: dict[str, CaptionSplit] = {}
         self.vocab: Vocabulary | None = None
 
@@ -96,7 +100,8 @@ class CaptioningData(pl.LightningDataModule):
             return
         raw = {s: self.read_split(s) for s in SPLITS}
         tokenised = {s: self._check(s, r) for s, r in raw.items()}
-        self.vocab = Vocabulary.build((c for caps in tokenised["train"][1] for c in caps), self.min_count)
+        self.vocab = self.fixed.vocab if self.fixed else Vocabulary.build(
+            (c for caps in tokenised["train"][1] for c in caps), self.min_count)
         for s, r in raw.items():
             keep, caps = tokenised[s]
             store = r.store if keep is None else _Subset(r.store, keep)
@@ -142,6 +147,13 @@ class CaptioningData(pl.LightningDataModule):
             raise DataError(f"{split}: no usable image-caption pairs left (see the warnings above)")
         return (keep if dropped else None), out
 
+    def use_spec(self, spec: DataSpec) -> None:
+        """Encode with a trained model's vocabulary instead of building one."""
+        self.fixed = spec
+
+    def eval_dataloader(self, split: str) -> DataLoader:
+        return self._eval_loader(split)
+
     @property
     def spec(self) -> DataSpec:
         if self.vocab is None:
@@ -166,14 +178,16 @@ class CaptioningData(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         s = self.splits["train"]
         pairs = [(i, ids) for i, caps in enumerate(s.ids) for ids in caps]
-        return DataLoader(_Pairs(s.store, pairs), batch_size=self.batch_size, shuffle=True, drop_last=False,
-                          num_workers=self.num_workers, collate_fn=_collate_pairs,
-                          persistent_workers=self.num_workers > 0)
+        # plain shuffled batches: captions are short (little padding to save), and length buckets
+        # would gather one kind of scene per batch, which trains the CNN's batch norm badly
+        sampler = BucketBatchSampler([0] * len(pairs), self.batch_size, shuffle=True, seed=self.seed)
+        return StatefulLoader(_Pairs(s.store, pairs), batch_sampler=sampler, num_workers=self.num_workers,
+                              collate_fn=_collate_pairs, persistent_workers=self.num_workers > 0)
 
     def _eval_loader(self, split: str) -> DataLoader:
         s = self.splits[split]
-        return DataLoader(_Images(s), batch_size=self.eval_batch_size, shuffle=False,
-                          num_workers=self.num_workers, collate_fn=_collate_images)
+        sampler = BucketBatchSampler([0] * len(s.names), self.eval_batch_size, shuffle=False)  # sharded over ranks
+        return DataLoader(_Images(s), batch_sampler=sampler, num_workers=self.num_workers, collate_fn=_collate_images)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

@@ -19,6 +19,7 @@ from collections import Counter
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from zoo.data.batching import BucketBatchSampler, StatefulLoader, dist_rank_world
 from zoo.data.classification import open_text
 from zoo.data.sequences import SPLITS, SequenceData
 from zoo.data.spec import DataSpec
@@ -29,12 +30,17 @@ log = logging.getLogger(__name__)
 
 
 class _Windows(Dataset):
+    """Window k of the streams; under distributed training this rank's share of the streams
+    (the text is laid out in ``streams * world`` rows, and rank r reads rows r*streams..)."""
+
     def __init__(self, ids: torch.Tensor, streams: int, bptt: int) -> None:
-        n = len(ids) // streams
+        rank, world = dist_rank_world()
+        n = len(ids) // (streams * world)
         if n < 2:
-            raise DataError(f"a split of {len(ids)} characters is too short for {streams} streams "
+            raise DataError(f"a split of {len(ids)} characters is too short for {streams * world} streams "
                             "(lower data.batch_size / data.eval_batch_size)")
-        self.streams = ids[: n * streams].view(streams, n)  # (B, n): row b is one contiguous stream
+        rows = ids[: n * streams * world].view(streams * world, n)  # row b is one contiguous stream
+        self.streams = rows[rank * streams:(rank + 1) * streams]
         self.bptt = bptt
         self.starts = list(range(0, n - 1, bptt))
 
@@ -44,6 +50,10 @@ class _Windows(Dataset):
     def __getitem__(self, k: int) -> dict:
         s = self.starts[k]
         return {"tokens": self.streams[:, s: s + self.bptt + 1]}
+
+
+def _first(items: list) -> dict:
+    return items[0]
 
 
 class CharStreamData(SequenceData):
@@ -75,7 +85,7 @@ class CharStreamData(SequenceData):
     def encode(self, raw: dict[str, str]) -> DataSpec:
         counts = Counter(raw["train"])
         chars = sorted((c for c, k in counts.items() if k >= self.min_count), key=lambda c: (-counts[c], c))
-        vocab = Vocabulary(list(SPECIALS) + [c for c in chars if c not in SPECIALS])
+        vocab = self.fixed.vocab if self.fixed else Vocabulary(list(SPECIALS) + [c for c in chars if c not in SPECIALS])
         for split in SPLITS:
             ids = torch.tensor(vocab.encode(list(raw[split])), dtype=torch.long)
             unknown = int((ids == vocab.unk_id).sum())
@@ -85,9 +95,11 @@ class CharStreamData(SequenceData):
         return DataSpec(vocab=vocab, extra={"chars": {s: len(raw[s]) for s in SPLITS}})
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        streams = self.batch_size if train else self.eval_batch_size
-        return DataLoader(_Windows(self.data[split], streams, self.bptt), batch_size=None, shuffle=False,
-                          num_workers=self.num_workers)
+        """Windows of the streams, in order."""
+        windows = _Windows(self.data[split], self.batch_size if train else self.eval_batch_size, self.bptt)
+        # windows in order, one per step (never shuffled: the carried state needs the order)
+        order = BucketBatchSampler([0] * len(windows), 1, shuffle=False, pad=False, num_replicas=1, rank=0)
+        return StatefulLoader(windows, batch_sampler=order, num_workers=self.num_workers, collate_fn=_first)
 
 
 class TextFile(CharStreamData):

@@ -43,8 +43,8 @@ class TextClassificationData(SequenceData):
         self.tokenize = make_tokenizer(tokenizer, lowercase)
 
     def encode(self, raw: dict[str, list[Sentence]]) -> DataSpec:
-        vocab = Vocabulary.build((s.tokens for s in raw["train"]), self.min_count)
-        labels = list(self.fixed_labels) if self.fixed_labels else sorted({s.label for s in raw["train"]})
+        vocab = self.fixed.vocab if self.fixed else Vocabulary.build((s.tokens for s in raw["train"]), self.min_count)
+        labels = label_set(self, lambda: sorted({s.label for s in raw["train"]}))
         index = {label: i for i, label in enumerate(labels)}
         for split in SPLITS:
             out = []
@@ -62,6 +62,13 @@ class TextClassificationData(SequenceData):
     def collate(self, items):
         tokens, lengths = pad_batch([ids for ids, _ in items], Vocabulary.pad_id)
         return {"tokens": tokens, "lengths": lengths, "labels": torch.tensor([y for _, y in items])}
+
+
+def label_set(data, from_training) -> list[str]:
+    """The label set: a trained model's, the configured one, or the training split's."""
+    if data.fixed is not None:
+        return list(data.fixed.labels)
+    return list(data.fixed_labels) if data.fixed_labels else from_training()
 
 
 def split_paths(root: str | None, **paths: str) -> dict[str, str]:

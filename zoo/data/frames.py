@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from zoo.data.classification import split_paths
+from zoo.data.classification import label_set, split_paths
 from zoo.data.images import check_image, read_image
 from zoo.data.sequences import SPLITS, SequenceData, pad_batch
 from zoo.data.spec import DataSpec
@@ -39,7 +39,7 @@ class FramesData(SequenceData):
         self.image_size, self.fixed_labels = image_size, labels
 
     def encode(self, raw: dict[str, list[Clip]]) -> DataSpec:
-        labels = list(self.fixed_labels) if self.fixed_labels else sorted({t for c in raw["train"] for t in c.labels})
+        labels = label_set(self, lambda: sorted({t for c in raw["train"] for t in c.labels}))
         index = {label: i for i, label in enumerate(labels)}
         for split in SPLITS:
             out = []

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from zoo.data.classification import label_set
 from zoo.data.sequences import SPLITS, SequenceData
 from zoo.data.spec import DataSpec
 from zoo.errors import DataError
@@ -32,7 +33,7 @@ class ImageClassificationData(SequenceData):
         self.fixed_labels = labels
 
     def encode(self, raw: dict[str, list[Picture]]) -> DataSpec:
-        labels = list(self.fixed_labels) if self.fixed_labels else sorted({p.label for p in raw["train"]}, key=_natural)
+        labels = label_set(self, lambda: sorted({p.label for p in raw["train"]}, key=_natural))
         index = {label: i for i, label in enumerate(labels)}
         shape = raw["train"][0].pixels.shape if raw["train"] else None
         for split in SPLITS:

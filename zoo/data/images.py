@@ -108,3 +108,20 @@ class FeatureStore:
 
     def __getitem__(self, i: int) -> Tensor:
         return self.features[i]
+
+
+def read_picture(source: ImageSource, shape: tuple[int, int, int]) -> Tensor:
+    """An image file as the model's input (C, H, W) in [0, 1]: RGB (C=3, the shorter side resized
+    and the centre cropped, as in training) or grey (C=1, resized to H x W)."""
+    c, h, w = shape
+    if c == 3:
+        return to_tensor(read_image(source, h))
+    where = "<bytes>" if isinstance(source, bytes) else str(source)
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            pixels = np.array(im.convert("L").resize((w, h), Image.Resampling.BILINEAR))
+    except FileNotFoundError as e:
+        raise DataError(f"image not found: {where}") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"cannot decode image {where}: {e}") from e
+    return torch.from_numpy(pixels).float().div_(255.0).unsqueeze(0)

@@ -53,8 +53,11 @@ class ParallelData(SequenceData):
             tok[split] = kept
         if long:
             log.info("data: left out %d training pairs longer than data.max_len=%d tokens", long, self.max_len)
-        src_vocab = Vocabulary.build((s for s, _, _ in tok["train"]), self.min_count)
-        vocab = Vocabulary.build((t for _, t, _ in tok["train"]), self.min_count)
+        if self.fixed is not None:
+            src_vocab, vocab = self.fixed.src_vocab, self.fixed.vocab
+        else:
+            src_vocab = Vocabulary.build((s for s, _, _ in tok["train"]), self.min_count)
+            vocab = Vocabulary.build((t for _, t, _ in tok["train"]), self.min_count)
         for split in SPLITS:
             ref = (lambda text: text.lower()) if self.lowercase else (lambda text: text)
             self.data[split] = [(src_vocab.encode(s), vocab.encode(t, start=True, end=True), ref(p.tgt.strip()))

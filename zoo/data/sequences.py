@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.bad_input import BadInput
-from zoo.data.batching import BucketBatchSampler
+from zoo.data.batching import BucketBatchSampler, StatefulLoader
 from zoo.data.spec import DataSpec
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class SequenceData(pl.LightningDataModule):
         self.bad = BadInput(on_bad)
         self.data: dict[str, list] = {}
         self._spec: DataSpec | None = None
+        self.fixed: DataSpec | None = None  # a trained model's vocabularies/labels (evaluation)
 
     # -- what kinds and sources implement ---------------------------------------------
     def read_split(self, split: str) -> list:
@@ -80,6 +81,13 @@ class SequenceData(pl.LightningDataModule):
         return len(item[0])
 
     # -- shared ----------------------------------------------------------------------------
+    def use_spec(self, spec: DataSpec) -> None:
+        """Encode with a trained model's vocabularies and labels instead of building new ones."""
+        self.fixed = spec
+
+    def eval_dataloader(self, split: str) -> DataLoader:
+        return self._loader(split, train=False)
+
     def setup(self, stage: str | None = None) -> None:
         if len(self.data):
             return
@@ -100,13 +108,13 @@ class SequenceData(pl.LightningDataModule):
         return self._spec
 
     def _loader(self, split: str, train: bool) -> DataLoader:
+        """Bucketed (or, with ``bucket=False``, plainly shuffled) batches, sharded over ranks."""
         items = self.data[split]
-        size = self.batch_size if train else self.eval_batch_size
-        common = dict(num_workers=self.num_workers, collate_fn=self.collate, persistent_workers=self.num_workers > 0)
-        if not self.bucket:
-            return DataLoader(_Examples(items), batch_size=size, shuffle=train, **common)
-        sampler = BucketBatchSampler([self.length(it) for it in items], size, shuffle=train, seed=self.seed)
-        return DataLoader(_Examples(items), batch_sampler=sampler, **common)
+        lengths = [self.length(it) for it in items] if self.bucket else [0] * len(items)
+        sampler = BucketBatchSampler(lengths, self.batch_size if train else self.eval_batch_size,
+                                     shuffle=train, seed=self.seed)
+        return StatefulLoader(_Examples(items), batch_sampler=sampler, num_workers=self.num_workers,
+                              collate_fn=self.collate, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -1,6 +1,6 @@
 """The built-in captioning data: generated scenes of simple shapes with COCO-like captions.
 
-No network, no files: every image and its ~5 captions follow from ``seed``. A scene is one
+No network, no files: every image and its ~5 captions follow from ``data_seed``. A scene is one
 of three kinds, each described by several people would describe it (templates of
 different phrasing and synonyms, sampled without repeats):
 
@@ -160,19 +160,19 @@ def make_split(n_images: int, seed: int, size: int = 32, n_captions: int = 5) ->
 
 
 class ShapesCaptions(CaptioningData):
-    """The built-in data set (``data=shapes``): generated, deterministic from ``seed``."""
+    """The built-in data set (``data=shapes``): generated, deterministic from ``data_seed``."""
 
     def __init__(self, *, train_images: int = 4000, val_images: int = 300, test_images: int = 300,
-                 seed: int = 0, captions_per_image: int = 5, image_size: int = 32, **kwargs) -> None:
+                 data_seed: int = 0, captions_per_image: int = 5, image_size: int = 32, **kwargs) -> None:
         super().__init__(image_size=image_size, **kwargs)
         self.sizes = {"train": train_images, "val": val_images, "test": test_images}
-        self.seed = seed
+        self.data_seed = data_seed
         self.captions_per_image = captions_per_image
 
     def read_split(self, split: str) -> RawSplit:
         offset = SPLITS.index(split)  # disjoint random streams per split
-        pixels, captions = make_split(self.sizes[split], seed=self.seed * 1000 + offset,
+        pixels, captions = make_split(self.sizes[split], seed=self.data_seed * 1000 + offset,
                                       size=self.image_size, n_captions=self.captions_per_image)
         names = [f"{split}-{i:05d}" for i in range(len(pixels))]
-        fp = f"shapes-v1|{self.seed * 1000 + offset}|{self.sizes[split]}|{self.captions_per_image}"
+        fp = f"shapes-v1|{self.data_seed * 1000 + offset}|{self.sizes[split]}|{self.captions_per_image}"
         return RawSplit(ArrayStore(pixels), names, captions, fingerprint=fp)

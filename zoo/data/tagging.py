@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import torch
 
-from zoo.data.classification import open_text, split_paths
+from zoo.data.classification import label_set, open_text, split_paths
 from zoo.data.sequences import SPLITS, SequenceData, pad_batch
 from zoo.data.spec import DataSpec
 from zoo.data.vocab import Vocabulary
@@ -37,8 +37,9 @@ class TaggingData(SequenceData):
 
     def encode(self, raw: dict[str, list[Tagged]]) -> DataSpec:
         norm = (lambda t: t.lower()) if self.lowercase else (lambda t: t)
-        vocab = Vocabulary.build(([norm(t) for t in s.tokens] for s in raw["train"]), self.min_count)
-        labels = list(self.fixed_labels) if self.fixed_labels else sorted({t for s in raw["train"] for t in s.tags})
+        vocab = self.fixed.vocab if self.fixed else Vocabulary.build(
+            ([norm(t) for t in s.tokens] for s in raw["train"]), self.min_count)
+        labels = label_set(self, lambda: sorted({t for s in raw["train"] for t in s.tags}))
         index = {label: i for i, label in enumerate(labels)}
         for split in SPLITS:
             out = []

@@ -10,6 +10,7 @@ B * K rows, and reorders every tensor of the state with one ``index_select`` per
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -68,6 +69,10 @@ def _next_logp(dec: Decoder, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
     return torch.log_softmax(logits, dim=-1), state
 
 
+def _device(dec: nn.Module) -> torch.device:
+    return next(itertools.chain(dec.parameters(), dec.buffers())).device
+
+
 def _batch_size(state: Any) -> int:
     sizes = []
     map_state(lambda t: sizes.append(t.shape[0]) or t, state)
@@ -87,7 +92,7 @@ def _finish(tokens: Tensor, end_id: int, pad_id: int) -> tuple[Tensor, Tensor]:
 def _one_path(dec: Decoder, state: Any, max_len: int, *, sample: bool, temperature: float,
               generator: torch.Generator | None) -> Generated:
     B = _batch_size(state)
-    device = next(dec.parameters()).device
+    device = _device(dec)
     tokens = torch.full((B,), dec.start_id, dtype=torch.long, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     score = torch.zeros(B, device=device)
@@ -116,7 +121,7 @@ def beam_search(dec: Decoder, state: Any, *, beam_size: int, max_len: int, lengt
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     B, K = _batch_size(state), beam_size
-    device = next(dec.parameters()).device
+    device = _device(dec)
     state = map_state(lambda t: t.repeat_interleave(K, dim=0), state)  # (B*K, ...)
     tokens = torch.full((B * K,), dec.start_id, dtype=torch.long, device=device)
     scores = torch.full((B, K), float("-inf"), device=device)

@@ -8,6 +8,11 @@ How v enters the decoder is ``condition``:
                  v added to layer 0's pre-activation at every step (a step loop)
     first_input  v, projected to the embedding size, is the input before <START>
                  (Show and Tell); its output is not scored
+    attention    v is a grid of image features a_1..a_N (B, N, C) (the encoder's ``grid``):
+                 h_0 (and c_0) from their mean; at every step a context
+                 z_t = sum_i alpha_ti a_i, alpha_t = softmax(v^T tanh(W_q h_{t-1} + W_k a_i)),
+                 enters the cell like the image does in every_step, and the output is
+                 y_t = W_hy tanh(W_o [h_t; z_t]) (Show, Attend and Tell, soft attention)
 
 Training is teacher-forced: ``forward(v, tokens)`` with tokens = <START> w_1 .. w_n and the
 loss against w_1 .. w_n <END>. Generation steps the recurrence one token at a time
@@ -20,16 +25,16 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor, nn
 
-from zoo.cells.base import Cell
+from zoo.heads.attention import Attention
 from zoo.heads.decoding import Decoder
 from zoo.recurrence import Recurrence
 
-Condition = Literal["init", "every_step", "first_input"]
+Condition = Literal["init", "every_step", "first_input", "attention"]
 
 
 class OneToManyDecoder(Decoder):
     mode = "one_to_many"
-    conditions = ("init", "every_step", "first_input")
+    conditions = ("init", "every_step", "first_input", "attention")
 
     def __init__(
         self,
@@ -37,8 +42,10 @@ class OneToManyDecoder(Decoder):
         vocab_size: int,
         cond_dim: int,
         *,
+        grid_dim: int | None = None,
         condition: Condition = "init",
         embed_dim: int = 128,
+        attention_dim: int = 128,
         dropout: float = 0.0,
         start_id: int = 1,
         end_id: int = 2,
@@ -54,18 +61,33 @@ class OneToManyDecoder(Decoder):
         if self.rnn.num_directions != 1:
             raise ValueError("a decoder generates left to right: it cannot use a bidirectional cell")
         H = self.rnn.hidden_size
-        if condition == "init":
+        if condition == "attention":  # reads the grid (B, N, grid_dim) instead of v
+            if not grid_dim:
+                raise ValueError("head.condition=attention needs an encoder with a spatial grid (grid_dim)")
+            cond_dim = grid_dim
+        if condition in ("init", "attention"):
             self.W_vh = nn.Linear(cond_dim, self.rnn.state_size)
-        elif condition == "every_step":
+        if condition == "every_step":
             self.W_ih = nn.Linear(cond_dim, self.rnn.gate_size, bias=False)
-        else:
+        elif condition == "first_input":
             self.W_vx = nn.Linear(cond_dim, embed_dim)
+        elif condition == "attention":
+            self.attend = Attention("additive", H, cond_dim, attention_dim)
+            self.W_c = nn.Linear(cond_dim, self.rnn.gate_size, bias=False)  # the context into the cell
+            self.W_o = nn.Linear(H + cond_dim, H)
         self.drop = nn.Dropout(dropout)
         self.W_hy = nn.Linear(H, vocab_size)
+
+    @property
+    def uses_grid(self) -> bool:
+        """True: the decoder reads the encoder's grid (B, N, C), not a vector."""
+        return self.condition == "attention"
 
     # -- conditioning ---------------------------------------------------------------
     def _initial(self, v: Tensor) -> tuple[list, Tensor | None]:
         """v (B, D) -> initial recurrent state and the per-step term (B, G) or None."""
+        if self.condition == "attention":  # v is the grid (B, N, C): start from its mean
+            return self.rnn.state_from(torch.tanh(self.W_vh(v.mean(1)))), None
         if self.condition == "init":
             state = self.rnn.state_from(torch.tanh(self.W_vh(v)))  # h_0 (and c_0) of every layer
         else:
@@ -75,10 +97,23 @@ class OneToManyDecoder(Decoder):
         return state, None
 
     # -- teacher forcing --------------------------------------------------------------
-    def forward(self, v: Tensor, tokens: Tensor) -> Tensor:
-        """v (B, D), tokens (B, T) starting with <START> -> logits (B, T, V)."""
+    def forward(self, v: Tensor, tokens: Tensor, return_attention: bool = False):
+        """v (B, D) (or the grid (B, N, C)), tokens (B, T) starting with <START> -> logits (B, T, V)
+        (and with ``return_attention`` the attention weights (B, T, N))."""
         state, extra = self._initial(v)
         x = self.drop(self.embed(tokens))  # (B, T, E)
+        if self.condition == "attention":
+            keys, contexts, weights = self.attend.keys(v), [], []
+
+            def feed(h_prev: Tensor) -> Tensor:  # where to look, from the previous state
+                z, a = self.attend(h_prev.unsqueeze(1), keys, v)
+                contexts.append(z[:, 0])
+                weights.append(a[:, 0])
+                return self.W_c(z[:, 0])
+
+            out, _ = self.rnn(x, state=state, extra=feed)
+            logits = self._attended_output(out, torch.stack(contexts, 1))
+            return (logits, torch.stack(weights, 1)) if return_attention else logits
         if self.condition == "first_input":
             x = torch.cat([self.W_vx(v).unsqueeze(1), x], dim=1)  # (B, 1 + T, E)
         out, _ = self.rnn(x, state=state, extra=extra)  # (B, T', H)
@@ -87,12 +122,22 @@ class OneToManyDecoder(Decoder):
         return self.W_hy(self.drop(out))
 
     # -- generation -------------------------------------------------------------------
+    def _attended_output(self, h: Tensor, z: Tensor) -> Tensor:
+        return self.W_hy(self.drop(torch.tanh(self.W_o(torch.cat([h, z], -1)))))
+
     def start(self, v: Tensor) -> dict:
         state, extra = self._initial(v)
+        if self.condition == "attention":
+            return {"rnn": state, "grid": v, "keys": self.attend.keys(v)}
         if self.condition == "first_input":
             _, state = self.rnn.step(self.W_vx(v), state)
         return {"rnn": state, "extra": extra} if extra is not None else {"rnn": state}
 
     def step(self, tokens: Tensor, state: dict) -> tuple[Tensor, dict]:
+        if self.condition == "attention":
+            top = self.rnn.cells[-1].output(state["rnn"][-1])
+            z, _ = self.attend(top.unsqueeze(1), state["keys"], state["grid"])
+            h, rnn = self.rnn.step(self.embed(tokens), state["rnn"], extra=self.W_c(z[:, 0]))
+            return self._attended_output(h, z[:, 0]), {**state, "rnn": rnn}
         h, rnn = self.rnn.step(self.embed(tokens), state["rnn"], extra=state.get("extra"))
         return self.W_hy(h), {**state, "rnn": rnn}

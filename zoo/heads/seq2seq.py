@@ -8,7 +8,7 @@ The decoder starts from the source encoder's final state (``h_0 = tanh(W_b summa
                     h_t = f(W_xh x_t + W_hh h_{t-1} + W_c c_t)            (Bahdanau: the context
                     enters the cell, a step loop);  y_t = W_hy tanh(W_o [h_t; c_t])
     multiplicative  a_t = softmax_j(h_t^T W_a m_j), c_t = sum_j a_tj m_j  (Luong, "general")
-                    y_t = W_hy tanh(W_o [c_t; h_t])     (no input feeding: the fused kernel)
+                    y_t = W_hy tanh(W_o [h_t; c_t])     (no input feeding: the fused kernel)
 
 Training is teacher-forced; ``teacher_forcing < 1`` feeds the decoder its own previous
 prediction with probability ``1 - teacher_forcing`` at each step (scheduled sampling; a step
@@ -21,10 +21,11 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor, nn
 
+from zoo.heads.attention import Attention
 from zoo.heads.decoding import Decoder
 from zoo.recurrence import Recurrence
 
-Attention = Literal["none", "additive", "multiplicative"]
+AttentionKind = Literal["none", "additive", "multiplicative"]
 
 
 class Seq2SeqDecoder(Decoder):
@@ -37,7 +38,7 @@ class Seq2SeqDecoder(Decoder):
         vocab_size: int,
         memory_dim: int,
         *,
-        attention: Attention = "additive",
+        attention: AttentionKind = "additive",
         embed_dim: int = 256,
         attention_dim: int = 256,
         dropout: float = 0.2,
@@ -60,37 +61,22 @@ class Seq2SeqDecoder(Decoder):
         H = self.rnn.hidden_size
         self.W_b = nn.Linear(memory_dim, self.rnn.state_size)  # the bridge from the encoder
         self.drop = nn.Dropout(dropout)
-        out_in = H
-        if attention == "additive":
-            self.W_q = nn.Linear(H, attention_dim, bias=False)
-            self.W_k = nn.Linear(memory_dim, attention_dim)
-            self.v = nn.Linear(attention_dim, 1, bias=False)
-            self.W_c = nn.Linear(memory_dim, self.rnn.gate_size, bias=False)
+        if attention != "none":
+            self.attend = Attention(attention, H, memory_dim, attention_dim)
             self.W_o = nn.Linear(H + memory_dim, H)
-        elif attention == "multiplicative":
-            self.W_a = nn.Linear(memory_dim, H, bias=False)
-            self.W_o = nn.Linear(memory_dim + H, H)
-        self.W_hy = nn.Linear(out_in, vocab_size)
+        if attention == "additive":
+            self.W_c = nn.Linear(memory_dim, self.rnn.gate_size, bias=False)  # the context into the cell
+        self.W_hy = nn.Linear(H, vocab_size)
 
-    # -- attention -----------------------------------------------------------------------
     def _keys(self, memory: Tensor) -> Tensor:
-        """Precomputed per source position: W_k m_j (additive) or W_a m_j (multiplicative)."""
-        return self.W_k(memory) if self.attention == "additive" else self.W_a(memory)
+        return self.attend.keys(memory)
 
     def _attend(self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """query (B, T, H) -> context (B, T, M) and weights (B, T, S); padding gets no weight."""
-        if self.attention == "additive":
-            scores = self.v(torch.tanh(self.W_q(query).unsqueeze(2) + keys.unsqueeze(1))).squeeze(3)  # (B, T, S)
-        else:
-            scores = query @ keys.transpose(1, 2)  # (B, T, S)
-        weights = scores.masked_fill(~mask.unsqueeze(1), float("-inf")).softmax(-1)
-        return weights @ memory, weights
+        return self.attend(query, keys, memory, mask)
 
     def _output(self, h: Tensor, context: Tensor | None) -> Tensor:
-        if self.attention == "additive":
+        if context is not None:
             h = torch.tanh(self.W_o(torch.cat([h, context], -1)))
-        elif self.attention == "multiplicative":
-            h = torch.tanh(self.W_o(torch.cat([context, h], -1)))
         return self.W_hy(self.drop(h))
 
     # -- teacher forcing ------------------------------------------------------------------

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from zoo.data.spec import DataSpec
 from zoo.data.vocab import Vocabulary
-from zoo.errors import TrainingDiverged
+from zoo.errors import TrainingDiverged, ZooError
 
 EVAL_SPLITS = ("val", "test")
 
@@ -107,5 +107,61 @@ class Task(pl.LightningModule):
         """Task-specific results next to metrics.json (samples, generated text). None by default."""
         return []
 
+    # -- use ----------------------------------------------------------------------------------
+    def predict_inputs(self, inputs: list[str], **options: Any) -> list[dict]:
+        """One result per input (a file, a sentence, a prime): {"input": ..., <results>} or
+        {"input": ..., "error": "..."}; an unreadable input does not stop the others."""
+        out = []
+        for raw in inputs:
+            try:
+                out.append({"input": raw, **self.predict_one(raw, **options)})
+            except ZooError as e:
+                out.append({"input": raw, "error": str(e)})
+        return out
+
+    def predict_one(self, raw: str, **options: Any) -> dict:
+        raise NotImplementedError(f"{type(self).__name__} has no predict")
+
+    def text_tokenizer(self):
+        """How the training data split raw text into tokens (for predict)."""
+        from zoo.data.sequences import make_tokenizer
+
+        data = (self.run_config or {}).get("data", {})
+        return make_tokenizer(data.get("tokenizer") or "whitespace", bool(data.get("lowercase", False)))
+
+    def media(self, datamodule) -> dict:
+        """Rich results for dashboards (see zoo.loggers.log_media); none by default."""
+        return {}
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["zoo"] = {"spec": self.spec.to_dict(), "config": self.run_config}
+        checkpoint["zoo"] = {"spec": self.spec.to_dict(), "config": self.run_config, "rng": rng_states()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # a resumed run draws the random numbers the interrupted one would have drawn next
+        states = (checkpoint.get("zoo") or {}).get("rng")
+        if states and self._trainer is not None and self.trainer.state.fn == "fit":
+            set_rng_states(states)
+
+
+def rng_states() -> dict:
+    import random
+
+    import numpy as np
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+            **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})}
+
+
+def set_rng_states(states: dict) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

@@ -5,6 +5,7 @@ never teacher-forced; the teacher-forced loss and perplexity are reported beside
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,11 +13,16 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.text import BLEUScore, Perplexity
 
+from zoo.data.images import read_picture
 from zoo.heads.decoding import Generated
 from zoo.metrics.cider import CIDErD
 from zoo.tasks.base import EVAL_SPLITS, Task
 from zoo.tasks.feature_cache import cached_features
-from zoo.tasks.sample_sheet import draw_caption_sheet
+from zoo.tasks.sample_sheet import draw_attention, draw_caption_sheet
+
+
+def image_features(encoder: nn.Module, images: Tensor, grid: bool) -> Tensor:
+    return encoder.grid(images) if grid else encoder(images)
 
 
 class CaptioningTask(Task):
@@ -40,7 +46,8 @@ class CaptioningTask(Task):
         vocab = spec.vocab
         self.encoder = encoder()
         self.decoder = head(recurrence=cell, vocab_size=len(vocab), cond_dim=self.encoder.out_dim,
-                            start_id=vocab.start_id, end_id=vocab.end_id, pad_id=vocab.pad_id)
+                            grid_dim=self.encoder.grid_dim, start_id=vocab.start_id, end_id=vocab.end_id,
+                            pad_id=vocab.pad_id)
         self.vocab = vocab
         self.decode = {"strategy": "beam", "beam_size": 3, "temperature": 1.0, "length_penalty": 0.0,
                        **(decode or {})}
@@ -57,13 +64,17 @@ class CaptioningTask(Task):
         self.generated: dict[int, str] = {}  # test image index -> caption, for the sample sheet
 
     # -- the model ------------------------------------------------------------------
+    def encode(self, images: Tensor) -> Tensor:
+        """What the decoder reads: v (B, D), or the grid (B, N, C) for an attention decoder."""
+        return image_features(self.encoder, images, self.decoder.uses_grid)
+
     def features(self, batch: dict) -> Tensor:
-        """v (B, D): cached features when the encoder is frozen, else the encoder's output."""
-        return batch["features"] if "features" in batch else self.encoder(batch["images"])
+        """Cached features when the encoder is frozen, else the encoder's output."""
+        return batch["features"] if "features" in batch else self.encode(batch["images"])
 
     def forward(self, images: Tensor, **decode: Any) -> Generated:
         """Caption images (B, 3, H, W) with the configured decoding (overridable by keyword)."""
-        return self.decoder.generate(self.encoder(images), max_len=self.max_len, **{**self.decode, **decode})
+        return self.decoder.generate(self.encode(images), max_len=self.max_len, **{**self.decode, **decode})
 
     def caption(self, v: Tensor) -> list[str]:
         out = self.decoder.generate(v, max_len=self.max_len, **self.decode)
@@ -75,7 +86,8 @@ class CaptioningTask(Task):
             for split in ("train",) + EVAL_SPLITS:
                 store = dm.image_store(split)
                 if not hasattr(store, "features"):  # not attached yet
-                    dm.attach_features(split, cached_features(self.encoder, store, dm.fingerprint(split), self.feature_cache))
+                    dm.attach_features(split, cached_features(self.encoder, store, dm.fingerprint(split),
+                                                              self.feature_cache, grid=self.decoder.uses_grid))
 
     # -- steps ------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
@@ -108,14 +120,49 @@ class CaptioningTask(Task):
     def derived_metrics(self, split: str, values: dict[str, Tensor]) -> dict[str, Tensor]:
         return {f"{split}/loss": values[f"{split}/ppl"].log()}  # nats per word, teacher-forced
 
+    @torch.no_grad()
+    def predict_one(self, raw: str, **decode: Any) -> dict:
+        """Caption an image file."""
+        image = read_picture(raw, self.spec.image_shape).unsqueeze(0).to(self.device)
+        out = self(image, **decode)
+        return {"caption": " ".join(self.vocab.decode(out.tokens[0].tolist())), "score": float(out.scores[0])}
+
+    def media(self, datamodule) -> dict:
+        """A table of test images with their generated and reference captions."""
+        from PIL import Image
+
+        split = datamodule.splits["test"]
+        rows = []
+        for i in sorted(self.generated)[: self.n_samples]:
+            pic = (split.display[i].clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+            rows.append([Image.fromarray(pic), self.generated[i], " | ".join(split.refs[i])])
+        return {"test/samples": {"table": {"columns": ["image", "generated", "references"], "rows": rows}}}
+
     # -- artefacts ----------------------------------------------------------------------
     def write_artifacts(self, run_dir: Path, datamodule) -> list[Path]:
-        """samples.png: test images with the generated and the reference captions."""
+        """samples.png: test images with the generated and the reference captions;
+        test_captions.json: the caption of every test image; with an attention decoder also
+        attention/<image>.png: where it looked for each word."""
         split = datamodule.splits["test"]
         chosen = sorted(self.generated)[: self.n_samples]
         if not chosen:
             return []
+        names = {split.names[i]: self.generated[i] for i in sorted(self.generated)}
+        (run_dir / "test_captions.json").write_text(json.dumps(names, indent=1) + "\n")
         path = run_dir / "samples.png"
-        draw_caption_sheet([split.display[i] for i in chosen], [self.generated[i] for i in chosen],
-                           [split.refs[i] for i in chosen], path)
-        return [path]
+        images = [split.display[i] for i in chosen]
+        draw_caption_sheet(images, [self.generated[i] for i in chosen], [split.refs[i] for i in chosen], path)
+        written = [path, run_dir / "test_captions.json"]
+        if self.decoder.uses_grid:
+            (run_dir / "attention").mkdir(exist_ok=True)
+            for i, image in zip(chosen, images):
+                words = self.generated[i].split()
+                grid = self.encode(image.unsqueeze(0).to(self.device))
+                ids = torch.tensor([[self.vocab.start_id] + self.vocab.encode(words)], device=self.device)
+                with torch.no_grad():
+                    self.decoder.eval()
+                    _, alpha = self.decoder(grid, ids, return_attention=True)  # (1, T, N)
+                out = run_dir / "attention" / f"{split.names[i].replace('/', '_')}.png"
+                draw_attention(image, words, alpha[0, : len(words)].cpu(), out)
+                written.append(out)
+        return written

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -96,17 +96,32 @@ class CharLMTask(Task):
             x, state = self.rnn.step(self.encoder(torch.tensor([[nxt]], device=self.device))[:, 0], state)
         return prime + "".join(out)
 
-    def write_artifacts(self, run_dir: Path, datamodule) -> list[Path]:
-        """samples.txt: text the model writes from the prime, at the configured temperature."""
+    def sample_text(self) -> str:
+        """Text from the configured prime and temperature (seeded: the same model writes the same)."""
         was = self.training
         self.eval()
         g = torch.Generator(device=self.device).manual_seed(0)
         s = self.sample
         text = self.generate(s["prime"], int(s["length"]), float(s["temperature"]), generator=g)
         self.train(was)
+        return text
+
+    def predict_one(self, raw: str, *, length: int | None = None, temperature: float | None = None,
+                    seed: int = 0, **_: Any) -> dict:
+        """Text written after the prime ``raw``."""
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        length = int(length if length is not None else self.sample["length"])
+        temperature = float(temperature if temperature is not None else self.sample["temperature"])
+        return {"text": self.generate(raw, length, temperature, generator=g)}
+
+    def write_artifacts(self, run_dir: Path, datamodule) -> list[Path]:
+        """samples.txt: text the model writes from the prime, at the configured temperature."""
         path = run_dir / "samples.txt"
-        path.write_text(f"# prime={s['prime']!r} temperature={s['temperature']}\n{text}\n")
+        path.write_text(f"# prime={self.sample['prime']!r} temperature={self.sample['temperature']}\n{self.sample_text()}\n")
         return [path]
+
+    def media(self, datamodule) -> dict:
+        return {"samples/text": {"text": self.sample_text()}}
 
 
 def _batch(state) -> int:

@@ -13,7 +13,9 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from zoo.data.images import read_picture
 from zoo.data.spec import DataSpec
+from zoo.errors import ZooError
 from zoo.tasks.base import EVAL_SPLITS, Task, build_encoder
 
 
@@ -49,14 +51,14 @@ class ClassificationTask(Task):
         states, _ = self.rnn(x, lengths)  # (B, T, D*H)
         return self.head(states, lengths)
 
-    def _step(self, split: str, batch: dict) -> Tensor:
+    def _step(self, split: str, batch: dict, keep: bool = False):
         logits = self(batch)
         loss = nn.functional.cross_entropy(logits, batch["labels"])
         m = self.split_metrics(split)
         m["acc"].update(logits, batch["labels"])
         m["f1"].update(logits, batch["labels"])
         m["loss"].update(loss.detach(), weight=len(logits))
-        return loss
+        return (logits, batch["labels"]) if keep else loss
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self.check_finite(self._step("train", batch))
@@ -70,8 +72,32 @@ class ClassificationTask(Task):
         self._step("val", batch)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._step("test", batch)
+        logits, labels = self._step("test", batch, keep=True)
+        real = labels != -100
+        self.test_predictions.append((labels[real].cpu(), logits.argmax(-1)[real].cpu()))
+
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def media(self, datamodule) -> dict:
+        """The confusion matrix of the test split (this rank's share under DDP)."""
+        if not getattr(self, "test_predictions", None):
+            return {}
+        y_true = torch.cat([t for t, _ in self.test_predictions]).tolist()
+        y_pred = torch.cat([p for _, p in self.test_predictions]).tolist()
+        return {"test/confusion": {"confusion": {"y_true": y_true, "y_pred": y_pred, "labels": self.spec.labels}}}
 
     @torch.no_grad()
-    def predict_labels(self, batch: dict) -> list[str]:
-        return [self.spec.labels[i] for i in self(batch).argmax(-1).tolist()]
+    def predict_one(self, raw: str, **_) -> dict:
+        """The label of a sentence (token input) or of an image file (image input)."""
+        if self.encoder.consumes == "tokens":
+            ids = self.spec.vocab.encode(self.text_tokenizer()(raw))
+            if not ids:
+                raise ZooError("an empty sentence")
+            batch = {"tokens": torch.tensor([ids], device=self.device), "lengths": torch.tensor([len(ids)])}
+        else:
+            batch = {"images": read_picture(raw, self.spec.image_shape).unsqueeze(0).to(self.device)}
+        probs = self(batch).softmax(-1)[0]
+        k = int(probs.argmax())
+        return {"label": self.spec.labels[k], "p": round(float(probs[k]), 4),
+                "probabilities": {lab: round(float(p), 4) for lab, p in zip(self.spec.labels, probs)}}

@@ -27,32 +27,33 @@ def encoder_key(encoder: nn.Module) -> str:
 
 
 @torch.no_grad()
-def encode_store(encoder: nn.Module, store, batch_size: int = 128) -> torch.Tensor:
-    """All images of a store -> (N, D) features on the CPU."""
+def encode_store(encoder: nn.Module, store, batch_size: int = 128, grid: bool = False) -> torch.Tensor:
+    """All images of a store -> features on the CPU: (N, D), or with ``grid`` (N, cells, C)."""
     device = next(encoder.parameters()).device
     was_training = encoder.training
     encoder.eval()
     out = []
     for start in range(0, len(store), batch_size):
         images = torch.stack([store[i] for i in range(start, min(start + batch_size, len(store)))])
-        out.append(encoder(images.to(device)).float().cpu())
+        images = images.to(device)
+        out.append((encoder.grid(images) if grid else encoder(images)).float().cpu())
     encoder.train(was_training)
     return torch.cat(out)
 
 
-def cached_features(encoder: nn.Module, store, data_key: str, cache_dir: str | Path) -> torch.Tensor:
+def cached_features(encoder: nn.Module, store, data_key: str, cache_dir: str | Path, grid: bool = False) -> torch.Tensor:
     """Features of every image in ``store``, from ``cache_dir`` when this encoder saw these images before."""
-    path = Path(cache_dir) / f"{encoder_key(encoder)}-{data_key}.pt"
+    path = Path(cache_dir) / f"{encoder_key(encoder)}-{data_key}{'-grid' if grid else ''}.pt"
     if path.exists():
         try:
             feats = torch.load(path, weights_only=True, map_location="cpu")
-            if isinstance(feats, torch.Tensor) and feats.dim() == 2 and len(feats) == len(store):
+            if isinstance(feats, torch.Tensor) and feats.dim() == (3 if grid else 2) and len(feats) == len(store):
                 log.info("features: read %s", path)
                 return feats
             log.warning("features: %s does not match the data (shape %s); computing again", path, tuple(feats.shape))
         except Exception as e:  # a truncated or foreign file: recompute, never crash
             log.warning("features: cannot read %s (%s); computing again", path, e)
-    feats = encode_store(encoder, store)
+    feats = encode_store(encoder, store, grid=grid)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(feats, tmp)

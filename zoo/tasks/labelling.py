@@ -7,14 +7,19 @@ step. Padding is ignored by the loss and the metrics (token accuracy, macro F1).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
+import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from zoo.data.frames import IMAGE_SUFFIXES
+from zoo.data.images import read_picture
 from zoo.data.spec import DataSpec
 from zoo.data.tagging import IGNORE
+from zoo.errors import ZooError
 from zoo.tasks.base import EVAL_SPLITS, Task, build_encoder
 
 
@@ -50,7 +55,7 @@ class LabellingTask(Task):
         states, _ = self.rnn(x, lengths)
         return self.head(states, lengths)
 
-    def _step(self, split: str, batch: dict) -> Tensor:
+    def _step(self, split: str, batch: dict, keep: bool = False):
         logits = self(batch).flatten(0, 1)  # (B*T, C)
         labels = batch["labels"].flatten()
         loss = nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE)
@@ -58,7 +63,28 @@ class LabellingTask(Task):
         m["acc"].update(logits, labels)
         m["f1"].update(logits, labels)
         m["loss"].update(loss.detach(), weight=int((labels != IGNORE).sum()))
-        return loss
+        return (logits, labels) if keep else loss
+
+    @torch.no_grad()
+    def predict_one(self, raw: str, **_) -> dict:
+        """Tags of a sentence's words, or labels of a clip's frames (a folder of frame images)."""
+        labels = self.spec.labels
+        if self.encoder.consumes == "tokens":
+            words = raw.split()
+            if not words:
+                raise ZooError("an empty sentence")
+            norm = str.lower if (self.run_config or {}).get("data", {}).get("lowercase") else str
+            ids = self.spec.vocab.encode([norm(w) for w in words])
+            batch = {"tokens": torch.tensor([ids], device=self.device), "lengths": torch.tensor([len(ids)])}
+            tags = self(batch)[0].argmax(-1).tolist()
+            return {"tokens": words, "tags": [labels[t] for t in tags]}
+        folder = Path(raw)
+        frames = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+        if not frames:
+            raise ZooError(f"{raw}: not a folder of frame images")
+        clip = torch.stack([read_picture(f, self.spec.image_shape) for f in frames]).unsqueeze(0).to(self.device)
+        out = self({"frames": clip})[0].argmax(-1).tolist()
+        return {"frames": [f.name for f in frames], "labels": [labels[t] for t in out]}
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self.check_finite(self._step("train", batch))
@@ -72,4 +98,17 @@ class LabellingTask(Task):
         self._step("val", batch)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._step("test", batch)
+        logits, labels = self._step("test", batch, keep=True)
+        real = labels != -100
+        self.test_predictions.append((labels[real].cpu(), logits.argmax(-1)[real].cpu()))
+
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def media(self, datamodule) -> dict:
+        """The confusion matrix of the test split (this rank's share under DDP)."""
+        if not getattr(self, "test_predictions", None):
+            return {}
+        y_true = torch.cat([t for t, _ in self.test_predictions]).tolist()
+        y_pred = torch.cat([p for _, p in self.test_predictions]).tolist()
+        return {"test/confusion": {"confusion": {"y_true": y_true, "y_pred": y_pred, "labels": self.spec.labels}}}

@@ -41,3 +41,29 @@ def draw_caption_sheet(images: Sequence[Tensor], generated: Sequence[str], refer
             x += t.width
         y += max(t.height for t in row)
     sheet.save(path)
+
+
+def draw_attention(image: Tensor, words: Sequence[str], alpha: Tensor, path: Path, size: int = 96) -> None:
+    """One panel per generated word: the image, brightened where the decoder looked.
+    alpha (T, N) with N = h * w grid cells (a square grid)."""
+    import math
+
+    import numpy as np
+
+    side = int(round(math.sqrt(alpha.shape[1])))
+    pic = np.asarray(Image.fromarray((image.clamp(0, 1) * 255).byte().permute(1, 2, 0).cpu().numpy())
+                     .resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+    font = ImageFont.load_default(size=12)
+    panels = []
+    for word, a in zip(words, alpha):
+        heat = Image.fromarray((a.view(side, side) / a.max().clamp(min=1e-8) * 255).byte().numpy())
+        heat = np.asarray(heat.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)[..., None] / 255
+        shown = (pic * (0.25 + 0.75 * heat)).clip(0, 255).astype(np.uint8)
+        panel = Image.new("RGB", (size, size + 18), "white")
+        panel.paste(Image.fromarray(shown), (0, 0))
+        ImageDraw.Draw(panel).text((2, size + 2), word, fill=(0, 0, 0), font=font)
+        panels.append(panel)
+    sheet = Image.new("RGB", (max(1, len(panels)) * (size + 4), size + 18), "white")
+    for k, panel in enumerate(panels):
+        sheet.paste(panel, (k * (size + 4), 0))
+    sheet.save(path)

@@ -15,8 +15,22 @@ from torchmetrics import MeanMetric
 from torchmetrics.text import CHRFScore, SacreBLEUScore
 
 from zoo.data.spec import DataSpec
+from zoo.errors import ZooError
 from zoo.heads.decoding import Generated
 from zoo.tasks.base import EVAL_SPLITS, Task, build_encoder
+
+
+class SourceEncoder(nn.Module):
+    """Source tokens -> memory states (B, S, D*H), their mask (B, S), and a summary (B, D*H)."""
+
+    def __init__(self, embed: nn.Module, rnn: nn.Module) -> None:
+        super().__init__()
+        self.embed, self.rnn = embed, rnn
+
+    def forward(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        memory, final = self.rnn(self.embed(src), lengths)
+        mask = torch.arange(src.shape[1], device=src.device)[None, :] < lengths.to(src.device)[:, None]
+        return memory, mask, self.rnn.summary(final)
 
 
 class TranslationTask(Task):
@@ -28,9 +42,9 @@ class TranslationTask(Task):
                  bidirectional_encoder: bool = True, decode: dict | None = None, lowercase_bleu: bool = False) -> None:
         super().__init__(spec=spec, optimizer=optimizer, scheduler=scheduler)
         vocab = spec.vocab
-        self.encoder = build_encoder(encoder, spec, vocab=spec.src_vocab)
-        self.src_rnn = cell(input_size=self.encoder.out_dim, bidirectional=bidirectional_encoder)
-        self.decoder = head(recurrence=cell, vocab_size=len(vocab), memory_dim=self.src_rnn.output_size,
+        embed = build_encoder(encoder, spec, vocab=spec.src_vocab)
+        self.source = SourceEncoder(embed, cell(input_size=embed.out_dim, bidirectional=bidirectional_encoder))
+        self.decoder = head(recurrence=cell, vocab_size=len(vocab), memory_dim=self.source.rnn.output_size,
                             start_id=vocab.start_id, end_id=vocab.end_id, pad_id=vocab.pad_id)
         self.decode = {"strategy": "beam", "beam_size": 5, "length_penalty": 1.0, **(decode or {})}
         self.max_len = spec.max_len or 50
@@ -39,11 +53,13 @@ class TranslationTask(Task):
                                            "chrf": CHRFScore(lowercase=lowercase_bleu), "loss": MeanMetric()})
         self.add_split_metrics("train", {"loss": MeanMetric()})
 
+    @property
+    def encoder(self) -> nn.Module:
+        return self.source.embed
+
     def encode_source(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """memory (B, S, D*H), mask (B, S), summary (B, D*H) of the source."""
-        memory, final = self.src_rnn(self.encoder(src), lengths)
-        mask = torch.arange(src.shape[1], device=src.device)[None, :] < lengths.to(src.device)[:, None]
-        return memory, mask, self.src_rnn.summary(final)
+        return self.source(src, lengths)
 
     def forward(self, src: Tensor, lengths: Tensor, **decode: Any) -> Generated:
         """Translate id sequences (B, S) with the configured decoding (overridable by keyword)."""
@@ -61,6 +77,15 @@ class TranslationTask(Task):
     def translate(self, batch: dict) -> list[str]:
         out = self(batch["src"], batch["src_lengths"])
         return [" ".join(self.spec.vocab.decode(row)) for row in out.tokens.tolist()]
+
+    @torch.no_grad()
+    def predict_one(self, raw: str, **decode: Any) -> dict:
+        """Translate one sentence."""
+        ids = self.spec.src_vocab.encode(self.text_tokenizer()(raw))
+        if not ids:
+            raise ZooError("an empty sentence")
+        out = self(torch.tensor([ids], device=self.device), torch.tensor([len(ids)]), **decode)
+        return {"translation": " ".join(self.spec.vocab.decode(out.tokens[0].tolist())), "score": float(out.scores[0])}
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self.check_finite(self._loss("train", batch))

@@ -1,0 +1,162 @@
+"""The zoo as a user meets it: recipes, the listing, build/load, predict, evaluate, export."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import QUIET, ROOT, SHARED_DATA, TINY, compose
+from PIL import Image
+
+import zoo
+from zoo.compose import check, group_options
+from zoo.errors import ZooError
+from zoo.train import train
+
+# what each recipe needs besides its own settings to run in a test: data paths, small sizes
+RECIPE_DATA = {
+    "char_rnn": [f"data.path={SHARED_DATA}/tinyshakespeare/input.txt", "cell.hidden_size=16",
+                 "data.batch_size=4", "data.bptt=20"],
+    "seq2seq_attention": [f"data.root={SHARED_DATA}/multi30k", "cell.hidden_size=16", "encoder.dim=8",
+                          "head.embed_dim=8", "head.attention_dim=8", "data.batch_size=8"],
+    "sentiment_bilstm": [f"data.root={SHARED_DATA}/sst2", "cell.hidden_size=16", "encoder.dim=8"],
+    "tagger_bilstm": [f"data.root={SHARED_DATA}/ud-english-ewt", "cell.hidden_size=16", "encoder.dim=8"],
+}
+
+
+@pytest.mark.parametrize("recipe", group_options("recipe"))
+def test_every_recipe_composes_and_runs(tmp_path, recipe):
+    if recipe in RECIPE_DATA and not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not here")
+    text = (ROOT / "recipes" / f"{recipe}.yaml").read_text()
+    assert "Expected" in text and "# @package _global_" in text  # states its data and its result
+    cfg, choices = compose(f"recipe={recipe}", "trainer.fast_dev_run=true", *RECIPE_DATA.get(recipe, []), *QUIET,
+                           choices=True)
+    check(cfg, choices)
+    train(cfg, run_dir=tmp_path, name=recipe)
+    assert (tmp_path / "metrics.json").is_file()
+    if recipe == "show_attend_tell":
+        maps = list((tmp_path / "attention").glob("*.png"))
+        assert maps and Image.open(maps[0]).width > 96  # a panel per generated word
+
+
+def test_listing_shows_every_config_and_the_heads_of_each_task():
+    r = subprocess.run([sys.executable, "-m", "zoo.list"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0
+    for group in ("task", "encoder", "cell", "head", "recipe", "data"):
+        for name in group_options(group):
+            assert f"  {name} " in r.stdout, (group, name)
+    assert "heads: seq2seq; defaults: encoder=embedding, cell=gru" in r.stdout
+
+
+@pytest.fixture(scope="module")
+def captioner(tmp_path_factory):
+    run = tmp_path_factory.mktemp("captioner")
+    train(compose("task=captioning", *TINY["captioning"], "trainer.max_epochs=2"), run_dir=run, name="cap")
+    return run
+
+
+def test_build_an_untrained_model_from_names():
+    model = zoo.build(task="captioning", cell="gru", overrides=["cell.hidden_size=24", *TINY["captioning"][:3]])
+    assert type(model.decoder.rnn.cells[0]).__name__ == "GRUCell" and model.decoder.rnn.hidden_size == 24
+    assert not model.training or True
+
+
+def test_load_needs_no_config_or_data_and_predicts_like_the_trained_model(captioner, tmp_path):
+    model = zoo.load(captioner)
+    assert not model.training and model.spec.vocab.itos[:4] == ["<PAD>", "<START>", "<END>", "<UNK>"]
+    same = zoo.load(captioner / "checkpoints" / "best.ckpt")
+    images = torch.rand(3, 3, 32, 32)
+    assert torch.equal(model(images).tokens, same(images).tokens)
+
+
+def test_damaged_checkpoints_give_a_clear_error(captioner, tmp_path):
+    good = (captioner / "checkpoints" / "best.ckpt").read_bytes()
+    (tmp_path / "truncated.ckpt").write_bytes(good[: len(good) // 2])
+    (tmp_path / "tampered.ckpt").write_bytes(good[:1000] + bytes(b ^ 0xFF for b in good[1000:1100]) + good[1100:])
+    for name in ("truncated.ckpt", "tampered.ckpt"):
+        with pytest.raises(ZooError, match="not a readable checkpoint"):
+            zoo.load(tmp_path / name)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this must not run",))
+
+    torch.save({"zoo": {}, "state_dict": {}, "x": Evil()}, tmp_path / "evil.ckpt")
+    with pytest.raises(ZooError, match="not a readable checkpoint"):  # weights-only: code is never run
+        zoo.load(tmp_path / "evil.ckpt")
+    with pytest.raises(ZooError, match="no such checkpoint"):
+        zoo.load(tmp_path / "missing")
+
+
+def test_predict_in_a_fresh_process_gives_the_captions_of_training(captioner, tmp_path):
+    from hydra.utils import instantiate
+
+    expected = json.loads((captioner / "test_captions.json").read_text())
+    cfg = compose("task=captioning", *TINY["captioning"])
+    data = instantiate(cfg.data)
+    data.setup()
+    split = data.splits["test"]
+    files = []
+    for i in range(5):
+        path = tmp_path / f"{split.names[i]}.png"
+        Image.fromarray((split.display[i] * 255).round().byte().permute(1, 2, 0).numpy()).save(path)
+        files.append(path)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    r = subprocess.run([sys.executable, "-m", "zoo.predict", str(captioner), *map(str, files),
+                        str(tmp_path / "broken.png"), "--json"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 1  # one input failed, the others were captioned
+    results = [json.loads(line) for line in r.stdout.splitlines()]
+    assert "error" in results[-1] and "cannot decode image" in results[-1]["error"]
+    for path, result in zip(files, results):
+        assert result["caption"] == expected[path.stem]
+
+
+def test_predict_text_tasks(tmp_path):
+    for task, raw, key in (("sentiment", "the film was not good .", "label"), ("tagging", "the dog sees a cat .", "tags"),
+                           ("translation", "the dog sees a cat .", "translation"), ("charlm", "Mia", "text")):
+        run = tmp_path / task
+        train(compose(f"task={task}", *TINY[task], "trainer.max_epochs=1"), run_dir=run, name=task)
+        out = zoo.load(run).predict_inputs([raw, ""] if task != "charlm" else [raw])
+        assert key in out[0], out
+        if task != "charlm":
+            assert "error" in out[1] and "empty" in out[1]["error"]
+
+
+def test_evaluate_recomputes_the_metrics(tmp_path):
+    run = tmp_path / "s"
+    train(compose("task=sentiment", *TINY["sentiment"], "trainer.max_epochs=2"), run_dir=run, name="s")
+    r = subprocess.run([sys.executable, "-m", "zoo.evaluate", str(run), "split=val"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads((run / "eval-val.json").read_text())
+    want = json.loads((run / "metrics.json").read_text())
+    assert abs(got["val/acc"] - want["val/acc"]) < 1e-6 and abs(got["val/loss"] - want["val/loss"]) < 1e-5
+    r = subprocess.run([sys.executable, "-m", "zoo.evaluate", str(run), "data.test_size=40", "data.data_seed=3"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "test/acc" in json.loads(r.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("task,overrides", [
+    ("captioning", ["head.condition=every_step"]), ("captioning", ["head.condition=attention", "cell=gru"]),
+    ("captioning", ["head.condition=first_input"]), ("translation", []),
+])
+def test_exported_model_decodes_like_the_eager_one(tmp_path, task, overrides):
+    from zoo.export import ExportedDecoder, export
+
+    run = tmp_path / "run"
+    train(compose(f"task={task}", *TINY[task], *overrides, "trainer.max_epochs=1"), run_dir=run, name="x")
+    model = zoo.load(run)
+    runner = ExportedDecoder(export(model, tmp_path / "export"))
+    if task == "captioning":
+        inputs = (torch.rand(5, 3, 32, 32),)
+        eager = lambda **d: [" ".join(model.vocab.decode(r)) for r in model(*inputs, **d).tokens.tolist()]
+    else:
+        inputs = (torch.randint(4, len(model.spec.src_vocab), (5, 6)), torch.tensor([6, 3, 5, 2, 6]))
+        eager = lambda **d: [" ".join(model.spec.vocab.decode(r)) for r in model(*inputs, **d).tokens.tolist()]
+    for decode in ({"strategy": "greedy"}, {"strategy": "beam", "beam_size": 3}):
+        assert runner.run(*inputs, **decode) == eager(**decode)
