@@ -132,3 +132,42 @@ def test_bad_sizes_are_rejected():
         make("lstm", num_layers=0)
     with pytest.raises(ValueError, match="dropout"):
         make("lstm", dropout=1.5)
+
+
+def test_compiled_step_loop_equals_the_eager_one():
+    """cell.compile=true: the step loop through torch.compile, lengths padded to a bucket."""
+    torch.manual_seed(3)
+    compiled = make("lstm", compile=True, compile_bucket=8).float()
+    eager = make("lstm").float()
+    eager.load_state_dict(compiled.state_dict())
+    x, lengths = torch.randn(3, 5, 5), torch.tensor([5, 2, 4])
+    extra = torch.randn(3, compiled.gate_size)
+    for lens in (None, lengths):
+        out_c, s_c = compiled(x, lens, extra=extra)
+        out_e, s_e = eager(x, lens, extra=extra)
+        torch.testing.assert_close(out_c, out_e, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(flat(s_c), flat(s_e), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_constant_input_through_the_fused_kernel_equals_the_step_loop(name):
+    """W_ih v at every step (captioning's every_step): the kernel reading [x_t; v] = stepping by hand."""
+    from zoo.recurrence import ConstantInput
+
+    torch.manual_seed(4)
+    rec = make(name, num_layers=2)
+    x, lengths = torch.randn(3, 6, 5, dtype=torch.double), torch.tensor([6, 2, 4])
+    v = torch.randn(3, 4, dtype=torch.double, requires_grad=True)
+    W = torch.randn(rec.gate_size, 4, dtype=torch.double, requires_grad=True)
+    for lens in (None, lengths):
+        results = []
+        for fused in (True, False):
+            rec.use_fused = fused
+            out, state = rec(x, lens, extra=ConstantInput(v, W))
+            grads = torch.autograd.grad((out ** 2).sum() + flat(state).sum(), [v, W, *rec.parameters()])
+            results.append((out, flat(state), grads))
+        (o1, s1, g1), (o2, s2, g2) = results
+        torch.testing.assert_close(o1, o2)
+        torch.testing.assert_close(s1, s2)
+        for a, b in zip(g1, g2):
+            torch.testing.assert_close(a, b)

@@ -15,14 +15,14 @@ SETUP = [*TINY["sentiment"], "data.train_size=512", "data.batch_size=32", "train
 # 16 steps an epoch): the process stops as a pre-empted cluster job would
 KILLER = """
 import os, signal, sys
-from zoo.tasks.classification import ClassificationTask
-step = ClassificationTask.training_step
+from zoo.tasks.labels import LabelTask
+step = LabelTask.training_step
 def training_step(self, batch, i):
     if self.global_step == 21 and not os.environ.get("ZOO_TEST_KILLED"):
         os.environ["ZOO_TEST_KILLED"] = "1"
         os.kill(os.getpid(), signal.SIGTERM)
     return step(self, batch, i)
-ClassificationTask.training_step = training_step
+LabelTask.training_step = training_step
 from zoo.__main__ import main
 sys.argv = ["zoo", *sys.argv[1:]]
 main()

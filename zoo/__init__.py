@@ -20,6 +20,10 @@ Cells, encoders and heads are plain torch modules; Lightning lives in tasks and 
 Hydra in the entry point (``python -m zoo``) and the configs (``conf/``, one folder per seam).
 """
 
+import time as _time
+
+STARTED = _time.time()  # when the zoo was first imported: "first training step after ... s"
+
 __all__ = ["build", "load"]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -18,7 +19,14 @@ def _scalar(v) -> float:
 
 
 class EpochLog(Callback):
-    """One log line per epoch with the validation metrics: readable without a progress bar."""
+    """One log line per epoch with the validation metrics: readable without a progress bar;
+    and when the first training step starts, how long after the process started."""
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_step == 0 and batch_idx == 0 and trainer.is_global_zero:
+            from zoo import STARTED
+
+            log.info("first training step after %.1f s", time.time() - STARTED)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero or trainer.state.fn != "fit":

@@ -73,6 +73,12 @@ def check(cfg: DictConfig, choices: dict[str, str]) -> None:
         raise ConfigError(
             f"task={name} needs a {' or '.join(task.modes)} head, but head={choices.get('head')} is "
             f"{getattr(head, 'mode', '?')}. Choose head= one of: {', '.join(fits)}")
+    label_mode = getattr(data, "label_mode", None)
+    if label_mode and head.mode != label_mode:
+        fits = _options_where("head", lambda t: getattr(t, "mode", None) == label_mode)
+        raise ConfigError(
+            f"data={choices.get('data')} has a label per {'sequence' if label_mode == 'many_to_one' else 'step'}, "
+            f"but head={choices.get('head')} is {head.mode}. Choose head= one of: {', '.join(fits)}")
     if head.mode in ("one_to_many", "seq2seq") and OmegaConf.select(cfg, "cell.bidirectional", default=False):
         raise ConfigError(
             f"head={choices.get('head')} generates left to right, one token at a time, so its cell cannot be "

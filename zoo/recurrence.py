@@ -12,17 +12,20 @@ Paths, chosen per call:
 - **fused**: no conditioning term -> one call of ``nn.RNN/LSTM/GRU`` for all layers and
   directions, with the cells' own parameters (``torch.func.functional_call``), padding
   handled by packing.
-- **loop**: (also when traced for export) a conditioning term ``extra`` enters layer 0 at every step (the lecture's
-  ``W_ih v``, an attention context): layer 0 is stepped by hand, with its input projection
-  hoisted out of the loop; the layers above still take the fused kernel. ``extra`` is a
-  tensor (B, G) added at every step, or a callable ``extra(h_top_prev (B, H)) -> (B, G)``
-  computed from the previous top-layer output (attention); a callable steps all layers.
+- **fused, wider**: a constant conditioning input (``ConstantInput(v, W_ih)``, the lecture's
+  ``W_ih v`` at every step) is extra input columns: the kernel reads [x_t; v] with [W_xh, W_ih].
+- **loop**: (also when traced for export) a conditioning term ``extra`` enters layer 0 at every
+  step: layer 0 is stepped by hand, with its input projection hoisted out of the loop; the
+  layers above still take the fused kernel. ``extra`` is a tensor (B, G) added at every step,
+  or a callable ``extra(h_top_prev (B, H)) -> (B, G)`` computed from the previous top-layer
+  output (attention); a callable steps all layers.
 
 Padding never leaks: with ``lengths`` given, outputs past a sequence's end are zero and the
 final state is the state at its last real step, on both paths and both directions.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Union
 
 import torch
@@ -32,7 +35,21 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from zoo.cells.base import Cell, CellState
 
-Extra = Union[Tensor, Callable[[Tensor], Tensor], None]
+@dataclass
+class ConstantInput:
+    """A vector v (B, D) that enters layer 0 at every step through its own weight (G, D):
+    the pre-activation gains ``weight @ v`` (the lecture's ``W_ih v``). Mathematically a second
+    input column block, so the fused kernel can take it: input [x_t; v], weight [W_xh, W_ih]."""
+
+    v: Tensor
+    weight: Tensor
+
+    def term(self) -> Tensor:
+        """W_ih v (B, G), for the step loop."""
+        return nn.functional.linear(self.v, self.weight)
+
+
+Extra = Union[Tensor, ConstantInput, Callable[[Tensor], Tensor], None]
 RecurrentState = list  # list[CellState], one per (layer, direction)
 
 
@@ -57,6 +74,8 @@ class Recurrence(nn.Module):
         dropout: float = 0.0,
         bidirectional: bool = False,
         fused: bool = True,
+        compile: bool = False,
+        compile_bucket: int = 16,
     ) -> None:
         super().__init__()
         if num_layers < 1:
@@ -69,6 +88,11 @@ class Recurrence(nn.Module):
         self.num_directions = 2 if bidirectional else 1
         self.dropout = dropout
         self.use_fused = fused
+        # opt-in: the step loop compiled by torch.compile (lengths padded up to a multiple of
+        # compile_bucket, so a new batch length rarely means a new compilation)
+        self.compile_bucket = compile_bucket
+        self._scan = torch.compile(_scan, dynamic=False) if compile else _scan
+        self.compiled = compile
         cells = []
         for layer in range(num_layers):
             size_in = input_size if layer == 0 else hidden_size * self.num_directions
@@ -78,6 +102,7 @@ class Recurrence(nn.Module):
         # Stateless templates for the fused kernel, kept out of the module tree (a tuple is
         # not registered): the cells own the parameters and lend them on every call.
         self._kernels = None
+        self._wide_kernels: dict[int, nn.RNNBase] = {}  # for a ConstantInput of width D (unregistered)
         if kernel is not None:
             self._kernels = tuple(
                 kernel(
@@ -129,11 +154,15 @@ class Recurrence(nn.Module):
     # -- one step, all layers (decoders use it when generating) --------------------
     def step(self, x: Tensor, state: RecurrentState, extra: Tensor | None = None) -> tuple[Tensor, RecurrentState]:
         """x (B, I) -> top output (B, H). Unidirectional only: generation runs left to right."""
+        return self._step(self.cells[0].project_input(x), state, extra)
+
+    def _step(self, xp0: Tensor, state: RecurrentState, extra: Tensor | None) -> tuple[Tensor, RecurrentState]:
+        """One step from layer 0's projected input xp0 (B, G)."""
         if self.num_directions != 1:
             raise RuntimeError("a bidirectional recurrence cannot be stepped: it needs the whole sequence")
         new_state = []
         for layer, cell in enumerate(self.cells):
-            xp = cell.project_input(x)
+            xp = xp0 if layer == 0 else cell.project_input(x)
             if layer == 0 and extra is not None:
                 xp = xp + extra
             x, s = cell.step(xp, state[layer])
@@ -155,6 +184,10 @@ class Recurrence(nn.Module):
             state = self.init_state(B, device=x.device, dtype=x.dtype)
         if extra is not None and self.num_directions != 1:
             raise RuntimeError("a conditioning term needs a unidirectional recurrence (cell.bidirectional=false)")
+        if isinstance(extra, ConstantInput):
+            if self._fusable():
+                return self._fused_constant(x, lengths, state, extra)
+            extra = extra.term()
         if callable(extra) and not isinstance(extra, Tensor):
             return self._loop_all(x, lengths, state, extra)
         if extra is None and self._fusable():
@@ -201,6 +234,23 @@ class Recurrence(nn.Module):
         return run_kernel(kernel, self._kernel_weights(first), x, lengths, self.cells[0].to_fused_state(state),
                           self.cells[0].from_fused_state)
 
+    def _fused_constant(self, x: Tensor, lengths: Tensor | None, state: RecurrentState, c: ConstantInput):
+        """The fused kernel with v as extra input columns of layer 0: [x_t; v] and [W_xh, W_ih]."""
+        B, T, _ = x.shape
+        D = c.v.shape[1]
+        if D not in self._wide_kernels:  # a template whose first layer reads I + D inputs
+            self._wide_kernels[D] = type(self._kernels[0])(
+                self.input_size + D, self.hidden_size, num_layers=self.num_layers,
+                dropout=self.dropout if self.num_layers > 1 else 0.0, bidirectional=False,
+                batch_first=True).requires_grad_(False)
+        kernel = self._wide_kernels[D]
+        kernel.train(self.training)
+        weights = self._kernel_weights(0)
+        weights["weight_ih_l0"] = torch.cat([weights["weight_ih_l0"], c.weight], dim=1)  # (G, I + D)
+        wide = torch.cat([x, c.v.unsqueeze(1).expand(B, T, D)], dim=2)  # (B, T, I + D)
+        return run_kernel(kernel, weights, wide, lengths, self.cells[0].to_fused_state(state),
+                          self.cells[0].from_fused_state)
+
     def as_torch_module(self) -> nn.RNNBase:
         """A standalone nn.RNN/LSTM/GRU holding a copy of the cells' weights: the same function
         as this recurrence without conditioning, for export (TorchScript traces it as one op)."""
@@ -223,28 +273,29 @@ class Recurrence(nn.Module):
             xp = cell.project_input(xs)  # (B, T, G), hoisted out of the loop
             if extra is not None:
                 xp = xp + extra.unsqueeze(1)
-            s = state[direction]
-            steps = []
-            for t, xp_t in enumerate(xp.unbind(1)):
-                h, s_new = cell.step(xp_t, s)
-                if lengths is not None:
-                    alive = (lengths > t).unsqueeze(1).to(h.device)  # (B, 1) bool
-                    s = _blend(alive, s_new, s)
-                    h = h * alive.to(h.dtype)
-                else:
-                    s = s_new
-                steps.append(h)
-            out = torch.stack(steps, dim=1)  # (B, T, H)
+            out, s = self._run_scan(cell, xp, lengths, state[direction])  # (B, T, H)
             outs.append(out if direction == 0 else _reverse_padded(out, lengths))
             finals.append(s)
         return torch.cat(outs, dim=2) if len(outs) > 1 else outs[0], finals
+
+    def _run_scan(self, cell: Cell, xp: Tensor, lengths: Tensor | None, s: CellState):
+        if not self.compiled or torch.jit.is_tracing():
+            return _scan(cell, xp, lengths, s)
+        B, T = xp.shape[:2]
+        padded = -(-T // self.compile_bucket) * self.compile_bucket
+        if lengths is None:
+            lengths = torch.full((B,), T, dtype=torch.long)
+        xp = nn.functional.pad(xp, (0, 0, 0, padded - T))  # masked steps: the state stays as it was
+        out, s = self._scan(cell, xp, lengths.to(xp.device), s)
+        return out[:, :T], s
 
     def _loop_all(self, x: Tensor, lengths: Tensor | None, state: RecurrentState, extra: Callable[[Tensor], Tensor]):
         """All layers stepped together: the conditioning term depends on the previous top output."""
         top = self.cells[-1].output(state[-1])
         steps = []
-        for t, x_t in enumerate(x.unbind(1)):
-            h, s_new = self.step(x_t, state, extra(top))
+        xp0 = self.cells[0].project_input(x)  # (B, T, G): layer 0's input half, hoisted out of the loop
+        for t, xp_t in enumerate(xp0.unbind(1)):
+            h, s_new = self._step(xp_t, state, extra(top))
             if lengths is not None:
                 alive = (lengths > t).unsqueeze(1).to(h.device)
                 state = [_blend(alive, a, b) for a, b in zip(s_new, state)]
@@ -254,6 +305,23 @@ class Recurrence(nn.Module):
                 state, top = s_new, h
             steps.append(h)
         return torch.stack(steps, dim=1), state
+
+
+def _scan(cell: Cell, xp: Tensor, lengths: Tensor | None, s: CellState) -> tuple[Tensor, CellState]:
+    """The time loop of one cell over projected inputs xp (B, T, G): outputs (B, T, H), final state.
+    Past a sequence's length the state is kept and the output is zero."""
+    steps = []
+    w_hh_t = cell.W_hh.t()  # once, not at every step
+    for t, xp_t in enumerate(xp.unbind(1)):
+        h, s_new = cell.step(xp_t, s, w_hh_t)
+        if lengths is not None:
+            alive = (lengths > t).unsqueeze(1).to(h.device)  # (B, 1) bool
+            s = _blend(alive, s_new, s)
+            h = h * alive.to(h.dtype)
+        else:
+            s = s_new
+        steps.append(h)
+    return torch.stack(steps, dim=1), s
 
 
 def run_kernel(kernel: nn.RNNBase, weights: dict[str, Tensor] | None, x: Tensor, lengths: Tensor | None, hx,

@@ -63,8 +63,9 @@ class Cell(nn.Module):
         """``W_xh x + b``: (..., I) -> (..., G)."""
         return nn.functional.linear(x, self.W_xh, self.b)
 
-    def step(self, xp: Tensor, state: CellState) -> tuple[Tensor, CellState]:
-        """The recurrent half: projected input (B, G) and state -> h (B, H), new state."""
+    def step(self, xp: Tensor, state: CellState, w_hh_t: Tensor | None = None) -> tuple[Tensor, CellState]:
+        """The recurrent half: projected input (B, G) and state -> h (B, H), new state.
+        ``w_hh_t``: W_hh transposed, which a time loop makes once per sequence, not per step."""
         raise NotImplementedError
 
     def forward(self, x: Tensor, state: CellState | None = None) -> tuple[Tensor, CellState]:

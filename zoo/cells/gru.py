@@ -30,12 +30,11 @@ class GRUCell(Cell):
         bound = 1.0 / math.sqrt(hidden_size)
         nn.init.uniform_(self.b_hn, -bound, bound)
 
-    def step(self, xp: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        a_r, a_z, a_n = xp.chunk(3, dim=1)
-        u_r, u_z, u_n = torch.mm(state, self.W_hh.t()).chunk(3, dim=1)
-        r = torch.sigmoid(a_r + u_r)
-        z = torch.sigmoid(a_z + u_z)
-        n = torch.tanh(a_n + r * (u_n + self.b_hn))
+    def step(self, xp: Tensor, state: Tensor, w_hh_t: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        H = self.hidden_size
+        u = torch.mm(state, self.W_hh.t() if w_hh_t is None else w_hh_t)  # (B, 3H)
+        r, z = torch.sigmoid(xp[:, :2 * H] + u[:, :2 * H]).chunk(2, dim=1)  # one sigmoid for both gates
+        n = torch.tanh(xp[:, 2 * H:] + r * (u[:, 2 * H:] + self.b_hn))
         h = n + z * (state - n)  # == (1 - z) * n + z * h
         return h, h
 

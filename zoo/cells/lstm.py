@@ -24,9 +24,12 @@ class LSTMCell(Cell):
         z = torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
         return z, z.clone()
 
-    def step(self, xp: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def step(self, xp: Tensor, state: tuple[Tensor, Tensor], w_hh_t: Tensor | None = None
+             ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         h, c = state
-        i, f, g, o = torch.addmm(xp, h, self.W_hh.t()).chunk(4, dim=1)  # each (B, H)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
+        gates = torch.addmm(xp, h, self.W_hh.t() if w_hh_t is None else w_hh_t)  # (B, 4H)
+        i, f, _, o = torch.sigmoid(gates).chunk(4, dim=1)  # one sigmoid for the three gates (g's is unused)
+        g = torch.tanh(gates[:, 2 * self.hidden_size:3 * self.hidden_size])
+        c = torch.addcmul(f * c, i, g)
+        h = o * torch.tanh(c)
         return h, (h, c)

@@ -18,6 +18,6 @@ class RNNCell(Cell):
     gates = 1
     fused_kernel = nn.RNN
 
-    def step(self, xp: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        h = torch.tanh(torch.addmm(xp, state, self.W_hh.t()))  # (B, H)
+    def step(self, xp: Tensor, state: Tensor, w_hh_t: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h = torch.tanh(torch.addmm(xp, state, self.W_hh.t() if w_hh_t is None else w_hh_t))  # (B, H)
         return h, h

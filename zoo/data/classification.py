@@ -36,6 +36,7 @@ def open_text(path: str | Path):
 
 
 class TextClassificationData(SequenceData):
+    label_mode = "many_to_one"  # a label per sequence: the head must be many_to_one
     def __init__(self, *, min_count: int = 1, max_len: int | None = None, labels: list[str] | None = None,
                  lowercase: bool = False, tokenizer: str = "whitespace", **kwargs) -> None:
         super().__init__(**kwargs)

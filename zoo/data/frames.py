@@ -32,6 +32,7 @@ class Clip(NamedTuple):
 
 
 class FramesData(SequenceData):
+    label_mode = "synced"  # a label per step: the head must be synced
     provides = "frames"
 
     def __init__(self, *, image_size: int = 32, labels: list[str] | None = None, **kwargs) -> None:

@@ -26,6 +26,7 @@ class Picture(NamedTuple):
 
 
 class ImageClassificationData(SequenceData):
+    label_mode = "many_to_one"  # a label per sequence: the head must be many_to_one
     provides = "image"
 
     def __init__(self, *, labels: list[str] | None = None, **kwargs) -> None:

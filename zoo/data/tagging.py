@@ -30,6 +30,7 @@ class Tagged(NamedTuple):
 
 
 class TaggingData(SequenceData):
+    label_mode = "synced"  # a label per step: the head must be synced
     def __init__(self, *, min_count: int = 1, lowercase: bool = False, labels: list[str] | None = None,
                  **kwargs) -> None:
         super().__init__(**kwargs)

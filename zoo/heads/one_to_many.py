@@ -5,7 +5,8 @@ How v enters the decoder is ``condition``:
     init         the initial state from v in every layer: h_0 = tanh(W_vh v) (and for an
                  LSTM also its memory c_0, as in Show, Attend and Tell); first input <START>
     every_step   h_t = f(W_xh x_t + W_hh h_{t-1} + W_ih v): the lecture's captioner,
-                 v added to layer 0's pre-activation at every step (a step loop)
+                 v added to layer 0's pre-activation at every step (in training the fused
+                 kernel reads [x_t; v]; generating steps the cell with W_ih v)
     first_input  v, projected to the embedding size, is the input before <START>
                  (Show and Tell); its output is not scored
     attention    v is a grid of image features a_1..a_N (B, N, C) (the encoder's ``grid``):
@@ -27,7 +28,7 @@ from torch import Tensor, nn
 
 from zoo.heads.attention import Attention
 from zoo.heads.decoding import Decoder
-from zoo.recurrence import Recurrence
+from zoo.recurrence import ConstantInput, Recurrence
 
 Condition = Literal["init", "every_step", "first_input", "attention"]
 
@@ -92,8 +93,8 @@ class OneToManyDecoder(Decoder):
             state = self.rnn.state_from(torch.tanh(self.W_vh(v)))  # h_0 (and c_0) of every layer
         else:
             state = self.rnn.init_state(v.shape[0], device=v.device, dtype=v.dtype)
-        if self.condition == "every_step":
-            return state, self.W_ih(v)
+        if self.condition == "every_step":  # the fused kernel can read it as extra input columns
+            return state, ConstantInput(v, self.W_ih.weight)
         return state, None
 
     # -- teacher forcing --------------------------------------------------------------
@@ -131,7 +132,7 @@ class OneToManyDecoder(Decoder):
             return {"rnn": state, "grid": v, "keys": self.attend.keys(v)}
         if self.condition == "first_input":
             _, state = self.rnn.step(self.W_vx(v), state)
-        return {"rnn": state, "extra": extra} if extra is not None else {"rnn": state}
+        return {"rnn": state, "extra": extra.term()} if extra is not None else {"rnn": state}
 
     def step(self, tokens: Tensor, state: dict) -> tuple[Tensor, dict]:
         if self.condition == "attention":

@@ -7,7 +7,8 @@ from torch import Tensor, nn
 class SyncedHead(nn.Module):
     mode = "synced"
 
-    def __init__(self, input_size: int, num_classes: int, *, dropout: float = 0.0) -> None:
+    def __init__(self, input_size: int, num_classes: int, *, directions: int = 1, dropout: float = 0.0) -> None:
+        # (directions: both halves of a bidirectional state are simply read together)
         super().__init__()
         self.drop = nn.Dropout(dropout)
         self.W_hy = nn.Linear(input_size, num_classes)
