@@ -171,3 +171,76 @@ def test_constant_input_through_the_fused_kernel_equals_the_step_loop(name):
         torch.testing.assert_close(s1, s2)
         for a, b in zip(g1, g2):
             torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_hand_written_bptt_equals_autograd(name):
+    """The step loop trains through the cell's own backward step (StepLoopBPTT): its gradients
+    pass gradcheck and equal autograd's through cell.step, with padding masks."""
+    from zoo.recurrence import _scan
+
+    torch.manual_seed(5)
+    cell = make(name).cells[0]
+    if not cell.has_backward:
+        pytest.skip(f"{name} has no hand-written backward step (autograd trains it)")
+    B, T = 3, 4
+    for lengths in (None, torch.tensor([4, 1, 3])):
+        xp = torch.randn(B, T, cell.gate_size, dtype=torch.double, requires_grad=True)
+        s0 = cell.init_state(B, dtype=torch.double)
+        parts = tuple(torch.randn_like(t).requires_grad_() for t in (s0 if isinstance(s0, tuple) else (s0,)))
+
+        def run(xp, *parts, hand=True):
+            state = parts if isinstance(s0, tuple) else parts[0]
+            if hand:
+                out, final = _scan(cell, xp, lengths, state)
+                assert type(out.grad_fn).__name__ == "StepLoopBPTTBackward"  # the hand-written path ran
+            else:  # autograd through the same steps
+                steps, s = [], state
+                for t in range(T):
+                    h, new = cell.step(xp[:, t], s)
+                    if lengths is not None:
+                        alive = (lengths > t).unsqueeze(1)
+                        new = tuple(torch.where(alive, a, b) for a, b in zip(new, s)) if isinstance(new, tuple) \
+                            else torch.where(alive, new, s)
+                        h = h * alive
+                    s = new
+                    steps.append(h)
+                out, final = torch.stack(steps, 1), s
+            return (out, *(final if isinstance(final, tuple) else (final,)))
+
+        assert torch.autograd.gradcheck(run, (xp, *parts), fast_mode=True)
+        weights = [torch.randn_like(o) for o in run(xp, *parts)]
+        wrt = [xp, *parts, *cell.parameters()]
+        grads = [torch.autograd.grad(sum((o * w).sum() for o, w in zip(run(xp, *parts, hand=hand), weights)), wrt,
+                                     allow_unused=True) for hand in (True, False)]
+        for a, b in zip(*grads):
+            if b is not None:
+                torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_onednn_step_matmuls_equal_torch_mm(name, monkeypatch):
+    """float32 on CPU: the step loop's per-step matmuls go through oneDNN (training and
+    generating); outputs and gradients equal those with torch.mm within float32 rounding."""
+    import zoo.recurrence as R
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("no oneDNN in this torch build")
+    torch.manual_seed(6)
+    rec = make(name).float()
+    x, lengths = torch.randn(4, 7, 5), torch.tensor([7, 3, 5, 1])
+    extra = torch.randn(4, rec.gate_size)
+    results = []
+    for onednn in (True, False):
+        monkeypatch.setattr(R, "USE_ONEDNN", onednn)
+        out, state = rec(x, lengths, extra=extra)
+        grads = torch.autograd.grad(out.square().sum() + flat(state).sum(), list(rec.parameters()))
+        with torch.no_grad():
+            h, _ = rec.step(x[:, 0], rec.init_state(4))
+        results.append((out, flat(state), grads, h))
+    (o1, s1, g1, h1), (o2, s2, g2, h2) = results
+    torch.testing.assert_close(o1, o2, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(s1, s2, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(h1, h2, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -7,6 +7,12 @@ A cell computes ``h_t = f_W(h_{t-1}, x_t)`` in two halves so that the time loop
     step(xp, state)    # (B, G), state -> (B, H), state: the recurrent half
 
 ``forward(x_t, state) = step(project_input(x_t), state)`` is the one-step contract.
+
+A cell may also write its own backward step (``step_cached`` + ``step_backward``); the step
+loop then trains through :class:`zoo.recurrence.StepLoopBPTT`, which runs backpropagation
+through time by hand: per step only the elementwise gradient and one ``dh @ W_hh``, and the
+gradient of ``W_hh`` as one matmul over all steps at the end, instead of autograd's graph of
+small per-step ops. ``step`` stays the one source of the forward math: it calls ``step_cached``.
 A conditioning term (the image ``W_ih v`` of the captioning lecture, an attention
 context) is added to ``xp`` before ``step``: it enters the same pre-activation as the input.
 
@@ -20,12 +26,22 @@ parameters (``fused_weights``), and the step loop only where the math needs it.
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Union
+from typing import Callable, ClassVar, Union
 
 import torch
 from torch import Tensor, nn
 
 CellState = Union[Tensor, tuple[Tensor, ...]]
+#: W_hh transposed (G, H)^T, or a prepared matmul h -> h @ W_hh^T (see zoo.recurrence.onednn_matmul)
+RecurrentWeight = Union[Tensor, Callable[[Tensor], Tensor]]
+
+
+def recurrent_matmul(h: Tensor, w_hh_t: RecurrentWeight, add: Tensor | None = None) -> Tensor:
+    """``add + h @ W_hh^T``: the recurrent half of a pre-activation."""
+    if isinstance(w_hh_t, Tensor):
+        return torch.mm(h, w_hh_t) if add is None else torch.addmm(add, h, w_hh_t)
+    out = w_hh_t(h)
+    return out if add is None else out + add
 
 
 class Cell(nn.Module):
@@ -63,10 +79,37 @@ class Cell(nn.Module):
         """``W_xh x + b``: (..., I) -> (..., G)."""
         return nn.functional.linear(x, self.W_xh, self.b)
 
-    def step(self, xp: Tensor, state: CellState, w_hh_t: Tensor | None = None) -> tuple[Tensor, CellState]:
+    def step(self, xp: Tensor, state: CellState, w_hh_t: RecurrentWeight | None = None) -> tuple[Tensor, CellState]:
         """The recurrent half: projected input (B, G) and state -> h (B, H), new state.
-        ``w_hh_t``: W_hh transposed, which a time loop makes once per sequence, not per step."""
+        ``w_hh_t``: W_hh transposed (or a prepared matmul), which a time loop makes once per
+        sequence, not per step; None: from W_hh."""
+        h, state, _ = self.step_cached(xp, state, w_hh_t)
+        return h, state
+
+    def step_cached(self, xp: Tensor, state: CellState, w_hh_t: RecurrentWeight | None = None
+                    ) -> tuple[Tensor, CellState, tuple]:
+        """``step`` that also returns what ``step_backward`` needs (activations)."""
         raise NotImplementedError
+
+    #: parameters besides W_hh that step() reads (their gradients come from step_backward)
+    def step_params(self) -> tuple[nn.Parameter, ...]:
+        return ()
+
+    def step_backward(self, cache: tuple, d_new: tuple[Tensor, ...]
+                      ) -> tuple[Tensor, Tensor, tuple[Tensor | None, ...], tuple[Tensor, ...]]:
+        """The vector-Jacobian product of one step, for the hand-written BPTT.
+
+        ``d_new``: gradients of the new state's parts (h first, as in ``state_parts``).
+        Returns ``(d_xp, d_u, d_prev, d_params)``: the gradient of the projected input (B, G); of
+        the recurrent pre-activation ``u = h_prev @ W_hh^T`` (B, G), from which the loop makes
+        both ``d_h_prev += d_u @ W_hh`` and ``d_W_hh = sum_t d_u^T h_prev``; the gradients of the
+        previous state's parts that bypass ``W_hh`` (None: zero); and of ``step_params()``.
+        """
+        raise NotImplementedError
+
+    @property
+    def has_backward(self) -> bool:
+        return type(self).step_backward is not Cell.step_backward
 
     def forward(self, x: Tensor, state: CellState | None = None) -> tuple[Tensor, CellState]:
         if state is None:

@@ -6,7 +6,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from zoo.cells.base import Cell
+from zoo.cells.base import Cell, RecurrentWeight, recurrent_matmul
 
 
 class GRUCell(Cell):
@@ -30,13 +30,28 @@ class GRUCell(Cell):
         bound = 1.0 / math.sqrt(hidden_size)
         nn.init.uniform_(self.b_hn, -bound, bound)
 
-    def step(self, xp: Tensor, state: Tensor, w_hh_t: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def step_cached(self, xp: Tensor, state: Tensor, w_hh_t: RecurrentWeight | None = None):
         H = self.hidden_size
-        u = torch.mm(state, self.W_hh.t() if w_hh_t is None else w_hh_t)  # (B, 3H)
+        u = recurrent_matmul(state, self.W_hh.t() if w_hh_t is None else w_hh_t)  # (B, 3H)
         r, z = torch.sigmoid(xp[:, :2 * H] + u[:, :2 * H]).chunk(2, dim=1)  # one sigmoid for both gates
-        n = torch.tanh(xp[:, 2 * H:] + r * (u[:, 2 * H:] + self.b_hn))
+        hn = u[:, 2 * H:] + self.b_hn
+        n = torch.tanh(torch.addcmul(xp[:, 2 * H:], r, hn))
         h = n + z * (state - n)  # == (1 - z) * n + z * h
-        return h, h
+        return h, h, (r, z, n, hn, state)
+
+    def step_params(self):
+        return (self.b_hn,)
+
+    def step_backward(self, cache, d_new):
+        r, z, n, hn, h_prev = cache
+        (dh,) = d_new
+        d_an = dh * (1 - z) * (1 - n * n)  # through n = tanh(a_n + r * hn)
+        d_ar = d_an * hn * r * (1 - r)
+        d_az = dh * (h_prev - n) * z * (1 - z)
+        d_un = d_an * r
+        d_xp = torch.cat([d_ar, d_az, d_an], dim=1)
+        d_u = torch.cat([d_ar, d_az, d_un], dim=1)
+        return d_xp, d_u, (dh * z,), (d_un.sum(0),)
 
     def fused_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         zeros = torch.zeros(2 * self.hidden_size, dtype=self.b.dtype, device=self.b.device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from zoo.cells.base import Cell
+from zoo.cells.base import Cell, RecurrentWeight, recurrent_matmul
 
 
 class RNNCell(Cell):
@@ -18,6 +18,11 @@ class RNNCell(Cell):
     gates = 1
     fused_kernel = nn.RNN
 
-    def step(self, xp: Tensor, state: Tensor, w_hh_t: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        h = torch.tanh(torch.addmm(xp, state, self.W_hh.t() if w_hh_t is None else w_hh_t))  # (B, H)
-        return h, h
+    def step_cached(self, xp: Tensor, state: Tensor, w_hh_t: RecurrentWeight | None = None):
+        h = torch.tanh(recurrent_matmul(state, self.W_hh.t() if w_hh_t is None else w_hh_t, add=xp))  # (B, H)
+        return h, h, (h,)
+
+    def step_backward(self, cache, d_new):
+        (h,), (dh,) = cache, d_new
+        d_pre = dh * (1 - h * h)
+        return d_pre, d_pre, (None,), ()
