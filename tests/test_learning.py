@@ -26,3 +26,17 @@ def test_captioner_beats_the_blind_model(tmp_path):
     assert seeing["test/bleu4"] > blind["test/bleu4"] + 0.25
     assert seeing["test/cider"] > 2 * blind["test/cider"]
     assert seeing["test/loss"] < blind["test/loss"] - 0.2
+
+
+def test_show_and_tell_reads_the_image_through_the_normalised_first_input(tmp_path):
+    """head.condition=first_input (Show and Tell), CNN from scratch: with the image projected to
+    the word embeddings' scale (head.image_norm, the default) it learns from the image; without,
+    it settles near the blind model (measured: BLEU-4 0.37 vs 0.07, test loss 0.86 vs 1.15)."""
+    results = {}
+    for norm in (True, False):
+        cfg = compose("task=captioning", *SMALL, "head.condition=first_input", f"head.image_norm={str(norm).lower()}")
+        train(cfg, run_dir=tmp_path / f"norm={norm}", name="learning")
+        results[norm] = json.loads((tmp_path / f"norm={norm}" / "metrics.json").read_text())
+    normed, plain = results[True], results[False]
+    assert normed["test/bleu4"] > plain["test/bleu4"] + 0.15
+    assert normed["test/loss"] < plain["test/loss"] - 0.1
