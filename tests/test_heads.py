@@ -65,6 +65,29 @@ def test_generation_steps_agree_with_teacher_forcing(condition):
     assert torch.equal(logits.argmax(-1)[out.tokens != 0], out.tokens[out.tokens != 0])
 
 
+def test_generation_reads_a_table_of_word_projections_that_follows_the_weights():
+    """Generating, layer 0's input projection is a row of a cached (V, G) table; it equals the
+    matmul, and an optimizer step (weights changed in place) makes a new table."""
+    torch.manual_seed(3)
+    dec = decoder("every_step").eval()
+    tokens = torch.tensor([1, 5, 0, 7])
+    with torch.no_grad():
+        fresh = dec.rnn.cells[0].project_input(dec.embed(tokens))
+        torch.testing.assert_close(dec._step_input(tokens), fresh)
+        table = dec._table
+        assert table.shape == (V, dec.rnn.gate_size)
+        dec._step_input(tokens)
+        assert dec._table is table  # kept while the weights stay
+    opt = torch.optim.SGD(dec.parameters(), lr=0.5)
+    dec.train()
+    dec(context("every_step", 2), torch.randint(3, V, (2, 4))).sum().backward()
+    opt.step()
+    dec.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(dec._step_input(tokens), dec.rnn.cells[0].project_input(dec.embed(tokens)))
+        assert dec._table is not table
+
+
 @pytest.mark.parametrize("condition", CONDITIONS)
 def test_every_strategy_stops_at_end_or_max_len(condition):
     torch.manual_seed(2)
@@ -108,6 +131,23 @@ def test_beam_finds_the_better_sequence_greedy_misses():
     assert greedy.tokens[0, 0].item() == 3  # greedy takes 'a' (0.6) ...
     assert beam.tokens[0].tolist()[:2] == [4, 2]  # beam finds 'b <END>' (0.4 > 0.6 * 0.33)
     assert (beam.scores > greedy.scores).all()
+
+
+def test_beam_stops_when_every_best_beam_has_ended_with_the_same_result():
+    """length_penalty=0: once each row's best beam has ended, no live beam can overtake it, so
+    the search stops early; a search that runs on (a negligible length penalty) agrees."""
+    dec = ToyDecoder()
+    calls = []
+    step = dec.step
+    dec.step = lambda tokens, state: calls.append(1) or step(tokens, state)
+    ctx = torch.zeros(2, 1)
+    early = dec.generate(ctx, strategy="beam", beam_size=2, max_len=8)
+    n_early = len(calls)
+    calls.clear()
+    full = dec.generate(ctx, strategy="beam", beam_size=2, max_len=8, length_penalty=1e-9)
+    assert n_early < len(calls)
+    assert torch.equal(early.tokens, full.tokens[:, :early.tokens.shape[1]])
+    torch.testing.assert_close(early.scores, full.scores)
 
 
 def test_batched_beam_equals_one_at_a_time():

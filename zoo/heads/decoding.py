@@ -117,36 +117,42 @@ def _one_path(dec: Decoder, state: Any, max_len: int, *, sample: bool, temperatu
 
 def beam_search(dec: Decoder, state: Any, *, beam_size: int, max_len: int, length_penalty: float = 0.0) -> Generated:
     """Batched beam search. Finished beams keep their score; the best beam per row is chosen by
-    ``score / length ** length_penalty`` (0: plain log-probability; 1: per-token average)."""
+    ``score / length ** length_penalty`` (0: plain log-probability; 1: per-token average).
+
+    The first step runs on the B rows once (all beams start equal), not on B * K copies. With
+    ``length_penalty=0`` the search stops as soon as every row's best beam has ended: scores
+    only fall as a beam grows, so no live beam can overtake it (the result is the same)."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     B, K = _batch_size(state), beam_size
     device = _device(dec)
-    state = map_state(lambda t: t.repeat_interleave(K, dim=0), state)  # (B*K, ...)
-    tokens = torch.full((B * K,), dec.start_id, dtype=torch.long, device=device)
+    tokens = torch.full((B,), dec.start_id, dtype=torch.long, device=device)
     scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start equal: expand only the first
     done = torch.zeros(B * K, dtype=torch.bool, device=device)
     lengths = torch.zeros(B * K, dtype=torch.long, device=device)
     seqs = torch.empty(B * K, 0, dtype=torch.long, device=device)
     base = (torch.arange(B, device=device) * K).unsqueeze(1)  # (B, 1)
-    for _ in range(max_len + 1):
-        logp, state = _next_logp(dec, tokens, state)  # (B*K, V)
+    for t in range(max_len + 1):
+        logp, state = _next_logp(dec, tokens, state)  # (B*K, V); the first step (B, V)
+        if t == 0:
+            state = map_state(lambda s: s.repeat_interleave(K, dim=0), state)
+            logp = logp.repeat_interleave(K, dim=0)
         V = logp.shape[1]
         # a finished beam can only "emit" <PAD> at no cost, so it survives unchanged
-        logp = torch.where(done[:, None], torch.full_like(logp, float("-inf")), logp)
+        logp = logp.masked_fill(done[:, None], float("-inf"))
         logp[:, dec.pad_id] = torch.where(done, 0.0, float("-inf"))
         cand = (scores.view(B * K, 1) + logp).view(B, K * V)
-        scores, flat = cand.topk(K, dim=1)  # (B, K)
+        scores, flat = cand.topk(K, dim=1)  # (B, K), best first
         beam, tok = flat // V, flat % V
         rows = (base + beam).view(-1)  # (B*K,) rows of the previous step
-        state = map_state(lambda t: t.index_select(0, rows), state)
+        state = map_state(lambda s: s.index_select(0, rows), state)
         tokens = tok.view(-1)
         seqs = torch.cat([seqs.index_select(0, rows), tokens[:, None]], dim=1)
         was_done = done.index_select(0, rows)
         lengths = lengths.index_select(0, rows) + (~was_done).long()
         done = was_done | (tokens == dec.end_id)
-        if done.all():
+        if done.all() or (not length_penalty and bool(done.view(B, K)[:, 0].all())):
             break
     norm = scores / lengths.view(B, K).clamp(min=1).float() ** length_penalty if length_penalty else scores
     best = norm.argmax(1)  # (B,)
