@@ -244,3 +244,15 @@ def test_onednn_step_matmuls_equal_torch_mm(name, monkeypatch):
     torch.testing.assert_close(h1, h2, rtol=1e-5, atol=1e-5)
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_lstm_forget_bias_is_added_to_the_forget_gate_only():
+    """cell.cell.forget_bias=1.0: the forget gate's bias starts 1 higher (the others as torch's)."""
+    torch.manual_seed(7)
+    plain = make("lstm")
+    torch.manual_seed(7)
+    biased = make("lstm", cell={"_target_": "zoo.cells.lstm.LSTMCell", "_partial_": True, "forget_bias": 1.0})
+    H = 6
+    diff = biased.cells[0].b - plain.cells[0].b
+    torch.testing.assert_close(diff[H:2 * H], torch.ones(H, dtype=diff.dtype))
+    assert diff[:H].abs().max() == 0 and diff[2 * H:].abs().max() == 0
