@@ -18,7 +18,9 @@ Paths, chosen per call:
   step: layer 0 is stepped by hand, with its input projection hoisted out of the loop; the
   layers above still take the fused kernel. ``extra`` is a tensor (B, G) added at every step,
   or a callable ``extra(h_top_prev (B, H)) -> (B, G)`` computed from the previous top-layer
-  output (attention); a callable steps all layers.
+  output (attention); a callable steps all layers. Training, a tensor term's loop runs through
+  ``StepLoopBPTT`` (the cell's hand-written backward step); on CPU its per-step matmuls, and
+  those of ``step`` when generating, go through oneDNN (``onednn_matmul``).
 
 Padding never leaks: with ``lengths`` given, outputs past a sequence's end are zero and the
 final state is the state at its last real step, on both paths and both directions.
