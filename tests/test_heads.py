@@ -150,10 +150,13 @@ def test_beam_stops_when_every_best_beam_has_ended_with_the_same_result():
     torch.testing.assert_close(early.scores, full.scores)
 
 
-def test_batched_beam_equals_one_at_a_time():
+@pytest.mark.parametrize("condition", CONDITIONS)
+def test_batched_beam_equals_one_at_a_time(condition):
+    """All images and beams in one tensor (per-image state such as the attention grid is not
+    reordered: each image's beams stay in one block) = one image at a time."""
     torch.manual_seed(3)
-    dec = decoder("every_step", GRUCell, layers=2).eval()
-    v = torch.randn(6, D)
+    dec = decoder(condition, GRUCell, layers=2).eval()
+    v = context(condition, 6)
     batched = dec.generate(v, strategy="beam", beam_size=4, max_len=7)
     for i in range(6):
         single = dec.generate(v[i:i + 1], strategy="beam", beam_size=4, max_len=7)

@@ -6,7 +6,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from zoo.cells.base import Cell, RecurrentWeight, recurrent_matmul
+from zoo.cells.base import Cell, RecurrentWeight, recurrent_matmul, tanh
 
 
 class GRUCell(Cell):
@@ -35,7 +35,7 @@ class GRUCell(Cell):
         u = recurrent_matmul(state, self.W_hh.t() if w_hh_t is None else w_hh_t)  # (B, 3H)
         r, z = torch.sigmoid(xp[:, :2 * H] + u[:, :2 * H]).chunk(2, dim=1)  # one sigmoid for both gates
         hn = u[:, 2 * H:] + self.b_hn
-        n = torch.tanh(torch.addcmul(xp[:, 2 * H:], r, hn))
+        n = tanh(torch.addcmul(xp[:, 2 * H:], r, hn))
         h = n + z * (state - n)  # == (1 - z) * n + z * h
         return h, h, (r, z, n, hn, state)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from zoo.cells.base import Cell, RecurrentWeight, recurrent_matmul
+from zoo.cells.base import Cell, RecurrentWeight, recurrent_matmul, tanh
 
 
 class LSTMCell(Cell):
@@ -40,9 +40,9 @@ class LSTMCell(Cell):
         H = self.hidden_size
         gates = recurrent_matmul(h, self.W_hh.t() if w_hh_t is None else w_hh_t, add=xp)  # (B, 4H)
         i, f, _, o = torch.sigmoid(gates).chunk(4, dim=1)  # one sigmoid for the three gates (g's is unused)
-        g = torch.tanh(gates[:, 2 * H:3 * H])
+        g = tanh(gates[:, 2 * H:3 * H])
         c_new = torch.addcmul(f * c, i, g)
-        tc = torch.tanh(c_new)
+        tc = tanh(c_new)
         h_new = o * tc
         return h_new, (h_new, c_new), (i, f, g, o, c, tc)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from zoo.cells.base import Cell, RecurrentWeight, recurrent_matmul
+from zoo.cells.base import Cell, RecurrentWeight, recurrent_matmul, tanh
 
 
 class RNNCell(Cell):
@@ -19,7 +19,7 @@ class RNNCell(Cell):
     fused_kernel = nn.RNN
 
     def step_cached(self, xp: Tensor, state: Tensor, w_hh_t: RecurrentWeight | None = None):
-        h = torch.tanh(recurrent_matmul(state, self.W_hh.t() if w_hh_t is None else w_hh_t, add=xp))  # (B, H)
+        h = tanh(recurrent_matmul(state, self.W_hh.t() if w_hh_t is None else w_hh_t, add=xp))  # (B, H)
         return h, h, (h,)
 
     def step_backward(self, cache, d_new):

@@ -33,6 +33,9 @@ class Decoder(nn.Module):
     start_id: int
     end_id: int
     pad_id: int
+    #: keys of a dict state that are fixed per input (the image term, the attention memory): beam
+    #: search keeps each input's beams in one block of rows, so these need no reordering
+    static_state: tuple[str, ...] = ()
 
     def start(self, context: Any) -> Any:
         raise NotImplementedError
@@ -115,6 +118,14 @@ def _one_path(dec: Decoder, state: Any, max_len: int, *, sample: bool, temperatu
     return Generated(seqs, lengths, score)
 
 
+def _reorder(state: Any, rows: Tensor, static: tuple[str, ...]) -> Any:
+    """Every state tensor's rows in the order of the surviving beams, except the static entries."""
+    pick = lambda t: t.index_select(0, rows)
+    if isinstance(state, dict) and static:
+        return {k: v if k in static else map_state(pick, v) for k, v in state.items()}
+    return map_state(pick, state)
+
+
 def beam_search(dec: Decoder, state: Any, *, beam_size: int, max_len: int, length_penalty: float = 0.0) -> Generated:
     """Batched beam search. Finished beams keep their score; the best beam per row is chosen by
     ``score / length ** length_penalty`` (0: plain log-probability; 1: per-token average).
@@ -146,7 +157,7 @@ def beam_search(dec: Decoder, state: Any, *, beam_size: int, max_len: int, lengt
         scores, flat = cand.topk(K, dim=1)  # (B, K), best first
         beam, tok = flat // V, flat % V
         rows = (base + beam).view(-1)  # (B*K,) rows of the previous step
-        state = map_state(lambda s: s.index_select(0, rows), state)
+        state = _reorder(state, rows, dec.static_state)
         tokens = tok.view(-1)
         seqs = torch.cat([seqs.index_select(0, rows), tokens[:, None]], dim=1)
         was_done = done.index_select(0, rows)

@@ -40,6 +40,7 @@ Condition = Literal["init", "every_step", "first_input", "attention"]
 class OneToManyDecoder(Decoder):
     mode = "one_to_many"
     conditions = ("init", "every_step", "first_input", "attention")
+    static_state = ("extra", "grid", "keys")  # per image; only "rnn" changes as words are written
 
     def __init__(
         self,

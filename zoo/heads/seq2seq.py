@@ -30,6 +30,7 @@ AttentionKind = Literal["none", "additive", "multiplicative"]
 
 class Seq2SeqDecoder(Decoder):
     mode = "seq2seq"
+    static_state = ("memory", "mask", "keys")  # per source sentence; only "rnn" changes as words are written
     attentions = ("none", "additive", "multiplicative")
 
     def __init__(
