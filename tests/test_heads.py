@@ -74,10 +74,10 @@ def test_generation_reads_a_table_of_word_projections_that_follows_the_weights()
     with torch.no_grad():
         fresh = dec.rnn.cells[0].project_input(dec.embed(tokens))
         torch.testing.assert_close(dec._step_input(tokens), fresh)
-        table = dec._table
+        table = dec._word_table()
         assert table.shape == (V, dec.rnn.gate_size)
         dec._step_input(tokens)
-        assert dec._table is table  # kept while the weights stay
+        assert dec._word_table() is table  # kept while the weights stay
     opt = torch.optim.SGD(dec.parameters(), lr=0.5)
     dec.train()
     dec(context("every_step", 2), torch.randint(3, V, (2, 4))).sum().backward()
@@ -85,7 +85,7 @@ def test_generation_reads_a_table_of_word_projections_that_follows_the_weights()
     dec.eval()
     with torch.no_grad():
         torch.testing.assert_close(dec._step_input(tokens), dec.rnn.cells[0].project_input(dec.embed(tokens)))
-        assert dec._table is not table
+        assert dec._word_table() is not table
 
 
 @pytest.mark.parametrize("condition", CONDITIONS)

@@ -101,23 +101,22 @@ class Recurrence(nn.Module):
             size_in = input_size if layer == 0 else hidden_size * self.num_directions
             cells += [cell(input_size=size_in, hidden_size=hidden_size) for _ in range(self.num_directions)]
         self.cells = nn.ModuleList(cells)
-        kernel = type(self.cells[0]).fused_kernel
         # Stateless templates for the fused kernel, kept out of the module tree (a tuple is
         # not registered): the cells own the parameters and lend them on every call.
         self._kernels = None
         self._wide_kernels: dict[int, nn.RNNBase] = {}  # for a ConstantInput of width D (unregistered)
-        if kernel is not None:
+        if type(self.cells[0]).fused_kernel is not None:
             self._kernels = tuple(
-                kernel(
-                    input_size if first == 0 else hidden_size * self.num_directions,
-                    hidden_size,
-                    num_layers=num_layers - first,
-                    dropout=dropout if num_layers - first > 1 else 0.0,
-                    bidirectional=bidirectional,
-                    batch_first=True,
-                ).requires_grad_(False)
+                self._new_kernel(input_size if first == 0 else hidden_size * self.num_directions,
+                                 num_layers - first, bidirectional).requires_grad_(False)
                 for first in range(min(num_layers, 2))
             )
+
+    def _new_kernel(self, input_size: int, num_layers: int, bidirectional: bool) -> nn.RNNBase:
+        """The cells' torch kernel (nn.RNN/LSTM/GRU) for ``num_layers`` layers of this recurrence."""
+        return type(self.cells[0]).fused_kernel(
+            input_size, self.hidden_size, num_layers=num_layers,
+            dropout=self.dropout if num_layers > 1 else 0.0, bidirectional=bidirectional, batch_first=True)
 
     @property
     def output_size(self) -> int:
@@ -179,11 +178,7 @@ class Recurrence(nn.Module):
         once and kept until it changes (a decoding pass, a validation epoch). None: torch.mm."""
         if torch.is_grad_enabled() or torch.jit.is_tracing():
             return None
-        key = (USE_ONEDNN, cell.W_hh.data_ptr(), cell.W_hh._version)
-        cache = _INFERENCE_MATMULS.setdefault(cell, {})
-        if cache.get("key") != key:
-            cache.update(key=key, matmul=onednn_matmul(cell.W_hh))
-        return cache["matmul"]
+        return cached_for_weights(cell, "onednn_w_hh", (cell.W_hh,), lambda: onednn_matmul(cell.W_hh), USE_ONEDNN)
 
     # -- whole sequences --------------------------------------------------------------
     def forward(
@@ -253,10 +248,7 @@ class Recurrence(nn.Module):
         B, T, _ = x.shape
         D = c.v.shape[1]
         if D not in self._wide_kernels:  # a template whose first layer reads I + D inputs
-            self._wide_kernels[D] = type(self._kernels[0])(
-                self.input_size + D, self.hidden_size, num_layers=self.num_layers,
-                dropout=self.dropout if self.num_layers > 1 else 0.0, bidirectional=False,
-                batch_first=True).requires_grad_(False)
+            self._wide_kernels[D] = self._new_kernel(self.input_size + D, self.num_layers, False).requires_grad_(False)
         kernel = self._wide_kernels[D]
         kernel.train(self.training)
         weights = self._kernel_weights(0)
@@ -270,9 +262,7 @@ class Recurrence(nn.Module):
         as this recurrence without conditioning, for export (TorchScript traces it as one op)."""
         if self._kernels is None:
             raise TypeError(f"{type(self.cells[0]).__name__} has no torch kernel")
-        kernel = type(self._kernels[0])(self.input_size, self.hidden_size, num_layers=self.num_layers,
-                                        dropout=self.dropout if self.num_layers > 1 else 0.0,
-                                        bidirectional=self.num_directions == 2, batch_first=True)
+        kernel = self._new_kernel(self.input_size, self.num_layers, self.num_directions == 2)
         with torch.no_grad():
             for name, value in self._kernel_weights(0).items():
                 getattr(kernel, name).copy_(value)
@@ -373,7 +363,7 @@ class StepLoopBPTT(torch.autograd.Function):
             new = new if is_tuple else (new,)
             caches.append(cache)
             if alive is not None:
-                state = tuple(torch.where(alive[t], a, b) for a, b in zip(new, state))
+                state = _blend(alive[t], new, state)
                 h = h * alive[t]
             else:
                 state = new
@@ -413,7 +403,19 @@ class StepLoopBPTT(torch.autograd.Function):
         return (None, None, d_xp, d_w_hh, None, *d_params, *d_state)
 
 
-_INFERENCE_MATMULS: "weakref.WeakKeyDictionary[Cell, dict]" = weakref.WeakKeyDictionary()
+_WEIGHT_CACHES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def cached_for_weights(owner: nn.Module, name: str, weights: tuple[Tensor, ...], make: Callable[[], object],
+                       *key: object) -> object:
+    """``make()``, kept for ``owner`` under ``name`` until one of ``weights`` changes (an optimizer
+    step or a load changes it in place, a move gives it new storage) or ``key`` does: what
+    generation derives from the weights once, not at every step (a validation pass, a predict call)."""
+    key = (*key, *((w.data_ptr(), w._version) for w in weights))
+    store = _WEIGHT_CACHES.setdefault(owner, {})
+    if name not in store or store[name][0] != key:
+        store[name] = (key, make())
+    return store[name][1]
 
 #: oneDNN for the step loop's per-step matmuls on CPU (float32). On this project's machine (AMD,
 #: AVX-512) a (64 x 256) @ (256 x 1024) step takes 160 us in oneDNN against 290 us in torch.mm

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from zoo.heads.attention import Attention
 from zoo.heads.decoding import Decoder
-from zoo.recurrence import ConstantInput, Recurrence
+from zoo.recurrence import ConstantInput, Recurrence, cached_for_weights
 
 Condition = Literal["init", "every_step", "first_input", "attention"]
 
@@ -95,10 +95,9 @@ class OneToManyDecoder(Decoder):
     # -- conditioning ---------------------------------------------------------------
     def _initial(self, v: Tensor) -> tuple[list, Tensor | None]:
         """v (B, D) -> initial recurrent state and the per-step term (B, G) or None."""
-        if self.condition == "attention":  # v is the grid (B, N, C): start from its mean
-            return self.rnn.state_from(torch.tanh(self.norm_v(self.W_vh(v.mean(1))))), None
-        if self.condition == "init":
-            state = self.rnn.state_from(torch.tanh(self.norm_v(self.W_vh(v))))  # h_0 (and c_0) of every layer
+        if self.condition in ("init", "attention"):  # h_0 (and c_0) of every layer from v
+            pooled = v.mean(1) if self.condition == "attention" else v  # the grid (B, N, C): its mean
+            state = self.rnn.state_from(torch.tanh(self.norm_v(self.W_vh(pooled))))
         else:
             state = self.rnn.init_state(v.shape[0], device=v.device, dtype=v.dtype)
         if self.condition == "every_step":  # the fused kernel can read it as extra input columns
@@ -158,9 +157,10 @@ class OneToManyDecoder(Decoder):
         cell = self.rnn.cells[0]
         if torch.is_grad_enabled() or torch.jit.is_tracing():
             return cell.project_input(self.embed(tokens))
-        weights = (self.embed.weight, cell.W_xh, cell.b)
-        key = tuple((w.data_ptr(), w._version) for w in weights)
-        if getattr(self, "_table_key", None) != key:
-            self._table = cell.project_input(self.embed.weight)  # (V, G)
-            self._table_key = key
-        return self._table.index_select(0, tokens)
+        return self._word_table().index_select(0, tokens)
+
+    def _word_table(self) -> Tensor:
+        """Every word's projected input (V, G), kept until the weights change."""
+        cell = self.rnn.cells[0]
+        return cached_for_weights(self, "word_table", (self.embed.weight, cell.W_xh, cell.b),
+                                  lambda: cell.project_input(self.embed.weight))
