@@ -311,12 +311,11 @@ def bench_data() -> None:
 def _data_fraction(task: str, steps: int = 30) -> float:
     """Median time in the train loader's next() (sampler, dataset, collate) / median step
     interval (one batch start to the next) in the task's default Lightning run."""
-    import pytorch_lightning as pl
     from hydra.utils import instantiate
 
     cfg, model, data = _task_and_data(task, [])
     model.run_config = {}
-    loads, marks = [], []
+    loads = []
     make_loader = data.train_dataloader
 
     def timed_loader():
@@ -340,16 +339,12 @@ def _data_fraction(task: str, steps: int = 30) -> float:
 
     data.train_dataloader = timed_loader
 
-    class Clock(pl.Callback):
-        def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            sync()
-            marks.append(time.perf_counter())
-
-    trainer = instantiate(cfg.trainer, max_steps=steps, limit_val_batches=0, logger=False, callbacks=[Clock()],
+    clock = _StepClock()
+    trainer = instantiate(cfg.trainer, max_steps=steps, limit_val_batches=0, logger=False, callbacks=[clock.callback()],
                           enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                           max_epochs=1, accelerator="gpu" if ARGS.device == "cuda" else "cpu")
     trainer.fit(model, datamodule=data)
-    step = statistics.median(b - a for a, b in zip(marks[2:], marks[3:]))
+    step = statistics.median(b - a for a, b in zip(clock.marks[2:], clock.marks[3:]))
     return statistics.median(loads[2:]) / step
 
 
