@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zoo.data.vocab import Vocabulary
 from zoo.heads.decoding import Decoder
 
 warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated.*", category=FutureWarning)
@@ -98,16 +99,15 @@ class _TracedSource(nn.Module):
 
     def __init__(self, source) -> None:
         super().__init__()
-        self.embed, self.kernel = source.embed, source.rnn.as_torch_module()
-        self.rnn = source.rnn  # for the state layout and the summary only
+        self.source, self.kernel = source, source.rnn.as_torch_module()
 
     def forward(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         from zoo.recurrence import run_kernel
 
-        hx = self.rnn.cells[0].to_fused_state(self.rnn.init_state(src.shape[0], device=src.device))
-        memory, final = run_kernel(self.kernel, None, self.embed(src), lengths, hx, self.rnn.cells[0].from_fused_state)
-        mask = torch.arange(src.shape[1], device=src.device)[None, :] < lengths.to(src.device)[:, None]
-        return memory, mask, self.rnn.summary(final)
+        rnn = self.source.rnn  # for the state layout and the summary only
+        hx = rnn.cells[0].to_fused_state(rnn.init_state(src.shape[0], device=src.device))
+        memory, final = run_kernel(self.kernel, None, self.source.embed(src), lengths, hx, rnn.cells[0].from_fused_state)
+        return self.source.outputs(memory, final, src, lengths)
 
 
 def export(model, out: Path) -> Path:
@@ -159,6 +159,7 @@ class ExportedDecoder(Decoder):
         self.encoder = torch.jit.load(str(folder / "encoder.pt"))
         self.starter = torch.jit.load(str(folder / "start.pt"))
         self.stepper = torch.jit.load(str(folder / "step.pt"))
+        self.vocab = Vocabulary(self.meta["vocab"])
         self.start_id, self.end_id, self.pad_id = self.meta["start_id"], self.meta["end_id"], self.meta["pad_id"]
         self.register_buffer("_device_anchor", torch.zeros(1))  # where generate() puts its tensors
 
@@ -171,13 +172,7 @@ class ExportedDecoder(Decoder):
         return logits, list(new)
 
     def words(self, ids: list[int]) -> str:
-        out = []
-        for i in ids:
-            if i == self.end_id:
-                break
-            if i not in (self.pad_id, self.start_id):
-                out.append(self.meta["vocab"][i])
-        return " ".join(out)
+        return " ".join(self.vocab.decode(ids))
 
     @torch.no_grad()
     def run(self, *inputs: Tensor, **decode: Any) -> list[str]:

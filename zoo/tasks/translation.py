@@ -29,6 +29,10 @@ class SourceEncoder(nn.Module):
 
     def forward(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         memory, final = self.rnn(self.embed(src), lengths)
+        return self.outputs(memory, final, src, lengths)
+
+    def outputs(self, memory: Tensor, final: list, src: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The recurrence's outputs and final state -> (memory, its padding mask, the summary)."""
         mask = torch.arange(src.shape[1], device=src.device)[None, :] < lengths.to(src.device)[:, None]
         return memory, mask, self.rnn.summary(final)
 
