@@ -1,16 +1,19 @@
 # make train: create .venv, install, and train the image captioner on the built-in data.
-# make test:  create .venv if needed, install, and run the test suite.
+# make test:  create .venv if needed, install, and run the whole test suite (what CI runs).
+# make test-fast: the same without the end-to-end runs marked slow (a developer's quick check).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# the exact versions: pyproject.toml has ranges, constraints.txt the tested pins
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+PYTEST := $(BIN)/python -m pytest -q --durations=15
 
-.PHONY: venv train test clean
+.PHONY: venv train test test-fast clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=68" wheel
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -20,7 +23,10 @@ train: $(STAMP)
 	$(BIN)/python -m zoo task=captioning
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
+
+test-fast: $(STAMP)
+	$(PYTEST) -m "not slow"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
