@@ -4,7 +4,8 @@ a trained one from a checkpoint or a run folder, with nothing else at hand.
 A checkpoint carries the resolved config and the data spec (vocabularies, label sets, image
 shape), so loading needs no config files and no data. It is read with
 ``torch.load(weights_only=True)``: tensors and plain containers only, never pickled code; a
-truncated, tampered or foreign file gives a clear error.
+truncated, tampered or foreign file gives a clear error. Its config is checked before anything
+is built from it: every ``_target_`` must be one the zoo builds (:mod:`zoo.trust`).
 """
 from __future__ import annotations
 
@@ -30,6 +31,15 @@ def checkpoint_path(path: str | Path) -> Path:
     return p
 
 
+def output_folder(path: str | Path) -> Path:
+    """Where results about a model go: its run folder when given one (or a checkpoint inside
+    one's checkpoints/), else the folder that holds the checkpoint file."""
+    ckpt = checkpoint_path(path)
+    if ckpt.parent.name == "checkpoints" and (ckpt.parent.parent / "config.yaml").is_file():
+        return ckpt.parent.parent
+    return ckpt.parent
+
+
 def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
     import torch
 
@@ -49,8 +59,12 @@ def load(path: str | Path, map_location: str = "cpu"):
     """A trained task (a LightningModule in eval mode) from a checkpoint file or a run folder."""
     from zoo.data.spec import DataSpec
     from zoo.train import build_task
+    from zoo.trust import check_targets
 
     ckpt = read_checkpoint(path, map_location)
+    if not isinstance(ckpt["zoo"].get("config"), dict):
+        raise ZooError(f"{checkpoint_path(path)}: a zoo checkpoint without its config (saved by a run that did not finish setting up?)")
+    check_targets(ckpt["zoo"]["config"], str(checkpoint_path(path)))  # before anything from it is built
     cfg = OmegaConf.create(ckpt["zoo"]["config"])
     spec = DataSpec.from_dict(ckpt["zoo"]["spec"])
     task = build_task(cfg, spec)

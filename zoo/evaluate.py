@@ -1,7 +1,8 @@
 """``python -m zoo.evaluate <checkpoint or run folder> [split=test] [data overrides ...]``.
 
 Recomputes a trained model's metrics on a split of its own data or of another data set, and
-writes them as JSON (``--out``, default ``<run folder>/eval-<split>.json``):
+writes them as JSON (``--out``, default ``<run folder>/eval-<split>.json``, or beside a checkpoint
+file that is not in a run folder):
 
     python -m zoo.evaluate outputs/tagging/RUN split=val
     python -m zoo.evaluate outputs/tagging/RUN data=conllu data.root=../shared/data/ud-english-ewt
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
 
-    from zoo.api import checkpoint_path
+    from zoo.api import checkpoint_path, output_folder
     from zoo.errors import ZooError
 
     split = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("split=")), "test")
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     except ZooError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else ckpt.parent.parent / f"eval-{split}.json"
+    out = Path(args.out) if args.out else output_folder(args.model) / f"eval-{split}.json"
     out.write_text(json.dumps({"model": str(ckpt), "split": split, "overrides": rest, **metrics}, indent=1) + "\n")
     print(json.dumps(metrics))
     print(f"written to {out}", file=sys.stderr)

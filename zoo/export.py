@@ -187,14 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m zoo.export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="a checkpoint file or a run folder")
-    p.add_argument("--out", help="folder for the export (default: <run folder>/export)")
+    p.add_argument("--out", help="folder for the export (default: <run folder>/export, or export/ beside a bare checkpoint)")
     args = p.parse_args(argv)
-    from zoo.api import checkpoint_path, load
+    from zoo.api import load, output_folder
     from zoo.errors import ZooError
 
     try:
         model = load(args.model)
-        out = export(model, Path(args.out) if args.out else checkpoint_path(args.model).parent.parent / "export")
+        out = export(model, Path(args.out) if args.out else output_folder(args.model) / "export")
     except ZooError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
