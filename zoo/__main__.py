@@ -15,7 +15,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from zoo.compose import config_dir, group_options
+from zoo.compose import config_dir, group_options, quote_value, unquote_value
 from zoo.errors import ZooError
 
 
@@ -62,9 +62,14 @@ def _adjust_argv(argv: list[str]) -> list[str]:
     """
     args = list(argv)
     given = {a.split("=", 1)[0] for a in args if "=" in a}
-    resume = next((a.split("=", 1)[1] for a in args if a.startswith("resume=")), None)
-    if resume and "hydra.run.dir" not in given:
-        args.append(f"hydra.run.dir={resume}")
+    at = next((i for i, a in enumerate(args) if a.startswith("resume=")), None)
+    if at is not None:
+        # a folder as the shell gave it: ~ expanded, and quoted for Hydra's override grammar, in
+        # which a comma would make a sweep and spaces or brackets would not parse
+        folder = os.path.expanduser(unquote_value(args[at].split("=", 1)[1]))
+        args[at] = f"resume={quote_value(folder)}"
+        if "hydra.run.dir" not in given:
+            args.append(f"hydra.run.dir={quote_value(folder)}")
     rank = os.environ.get("RANK") or os.environ.get("SLURM_PROCID")
     if rank not in (None, "0") and "hydra.output_subdir" not in given:
         args += ["hydra.output_subdir=null", "hydra/job_logging=stdout", "hydra/hydra_logging=disabled"]
@@ -74,6 +79,10 @@ def _adjust_argv(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+    if os.environ.get("ZOO_PARENT_PID"):  # a rank started by the zoo's DDP launcher: end with rank 0
+        from zoo.launch import watch_parent
+
+        watch_parent()
     sys.argv[1:] = _adjust_argv(sys.argv[1:])
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us, to print them our way

@@ -26,6 +26,20 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
 
+def unquote_value(value: str) -> str:
+    """A command-line value without the quotes Hydra's override grammar would strip."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1].replace("\\" + value[0], value[0])
+    return value
+
+
+def quote_value(value: str) -> str:
+    """A value Hydra's override parser reads back as exactly this string."""
+    body = value.replace("'", "\\'")
+    bare = body.rstrip("\\")  # backslashes before the closing quote would escape it: double them
+    return "'" + bare + "\\" * 2 * (len(body) - len(bare)) + "'"
+
+
 def _target(node: DictConfig, what: str):
     target = OmegaConf.select(node, "_target_")
     if target is None:
