@@ -10,10 +10,12 @@ PYTEST := $(BIN)/python -m pytest -q --durations=15
 
 .PHONY: venv train test test-fast clean
 
+# editable_mode=compat: the repo folder on sys.path, so that Hydra finds the zoo's sweeper in the
+# hydra_plugins namespace from any folder (setuptools' default editable finder hides it)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=68" wheel
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]" --config-settings editable_mode=compat
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
