@@ -58,8 +58,15 @@ def test_shapes_splits_vocab_and_blind():
     dm.setup()
     assert {s: len(dm.splits[s].names) for s in dm.splits} == {"train": 50, "val": 10, "test": 10}
     assert "circle" in dm.vocab and dm.spec.vocab_size == len(dm.vocab)
-    batch = next(iter(dm.train_dataloader()))
-    assert batch["images"].shape == (50 if len(dm.splits["train"].names) < 64 else 64, 3, 32, 32) or True
+    # a training example is an (image, caption) pair: an epoch holds every pair once, in batches of
+    # batch_size and one smaller remainder (its place in the shuffled order varies)
+    pairs = sum(len(ids) for ids in dm.splits["train"].ids)
+    assert pairs == 250  # 50 images, 5 captions each
+    batches = list(dm.train_dataloader())
+    full, rest = divmod(pairs, dm.batch_size)
+    assert sorted(len(b["images"]) for b in batches) == sorted([dm.batch_size] * full + [rest])
+    batch = batches[0]
+    assert batch["images"].shape[1:] == (3, 32, 32) and len(batch["captions"]) == len(batch["images"])
     assert batch["captions"][:, 0].eq(dm.vocab.start_id).all()
     blind = ShapesCaptions(train_images=50, val_images=10, test_images=10, blind=True)
     blind.setup()
