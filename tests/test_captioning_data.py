@@ -3,7 +3,9 @@ real files written here, the vocabulary, and what happens with bad input."""
 from __future__ import annotations
 
 import json
+import struct
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -134,6 +136,48 @@ def test_karpathy_bad_input_is_an_error_or_a_counted_skip(tmp_path):
                                         kimage("ok.jpg", "test", "a cat")])
         with pytest.raises(DataError, match=f"{bad}: {message}"):
             KarpathyCaptions(json_path=str(path), image_dir=str(tmp_path / "im")).setup()
+
+
+def short_png(png: bytes) -> bytes:
+    """A PNG whose image data ends halfway but whose chunks are all whole, CRCs right (what a writer
+    that stopped mid-image and closed the file leaves): PIL's verify() passes it, decoding fails."""
+    out, i, done = png[:8], 8, False
+    while i + 8 <= len(png):
+        n = struct.unpack(">I", png[i:i + 4])[0]
+        kind, data = png[i + 4:i + 8], png[i + 8:i + 8 + n]
+        i += 12 + n
+        if kind == b"IDAT":
+            if done:
+                continue
+            data, done = data[: len(data) // 2], True
+        out += struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return out
+
+
+def test_karpathy_truncated_images_are_caught_before_training(tmp_path):
+    """verify() passes a truncated JPEG and a PNG whose data ends early; the up-front check decodes,
+    so they are an error naming the file, or a counted skip - not a DataError mid-epoch."""
+    folder = tmp_path / "im"
+    write_images(folder, ["ok.png", "ok.jpg", "cut.jpg", "cut.png"], size=(64, 48))
+    jpg = (folder / "cut.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(jpg[: len(jpg) * 2 // 3])
+    (folder / "cut.png").write_bytes(short_png((folder / "cut.png").read_bytes()))
+    for name in ("cut.jpg", "cut.png"):
+        with Image.open(folder / name) as im:
+            im.verify()  # what the check used to be: it passes both
+    rest = [kimage("ok.jpg", "val", "a cat"), kimage("ok.png", "test", "a cat")]
+    for bad in ("cut.jpg", "cut.png"):
+        path = karpathy_json(tmp_path, [kimage("ok.png", "train", "a dog"), kimage(bad, "train", "a cow"), *rest])
+        with pytest.raises(DataError, match=rf"image {bad}: not a readable image .*truncated"):
+            KarpathyCaptions(json_path=str(path), image_dir=str(folder)).setup()
+    path = karpathy_json(tmp_path, [kimage("ok.png", "train", "a dog"), kimage("cut.jpg", "train", "a cow"),
+                                    kimage("cut.png", "train", "a pig"), *rest])
+    dm = KarpathyCaptions(json_path=str(path), image_dir=str(folder), image_size=24, on_bad="skip")
+    dm.setup()
+    assert dm.bad.counts == {"unreadable images": 2} and dm.splits["train"].names == ["ok.png"]
+    for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
+        for batch in loader:  # every image left in decodes
+            assert batch["images"].shape[1:] == (3, 24, 24)
 
 
 def test_karpathy_missing_or_malformed_json(tmp_path):
