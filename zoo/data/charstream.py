@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.batching import BucketBatchSampler, StatefulLoader, dist_rank_world
-from zoo.data.classification import open_text
+from zoo.data.classification import text_lines
 from zoo.data.sequences import SPLITS, SequenceData
 from zoo.data.spec import DataSpec
 from zoo.data.vocab import SPECIALS, Vocabulary
@@ -33,11 +33,11 @@ class _Windows(Dataset):
     """Window k of the streams; under distributed training this rank's share of the streams
     (the text is laid out in ``streams * world`` rows, and rank r reads rows r*streams..)."""
 
-    def __init__(self, ids: torch.Tensor, streams: int, bptt: int) -> None:
+    def __init__(self, ids: torch.Tensor, streams: int, bptt: int, where: str = "a split") -> None:
         rank, world = dist_rank_world()
         n = len(ids) // (streams * world)
         if n < 2:
-            raise DataError(f"a split of {len(ids)} characters is too short for {streams * world} streams "
+            raise DataError(f"{where}: {len(ids)} characters are too short for {streams * world} streams "
                             "(lower data.batch_size / data.eval_batch_size)")
         rows = ids[: n * streams * world].view(streams * world, n)  # row b is one contiguous stream
         self.streams = rows[rank * streams:(rank + 1) * streams]
@@ -74,7 +74,7 @@ class CharStreamData(SequenceData):
             text = self.read_text()
             if isinstance(text, str):
                 if not text:
-                    raise DataError(f"{type(self).__name__}: the text is empty")
+                    raise DataError(f"{self.source(split)}: the text is empty")
                 n = len(text)
                 a = int(n * (1 - self.val_fraction - self.test_fraction))
                 b = int(n * (1 - self.test_fraction))
@@ -96,7 +96,8 @@ class CharStreamData(SequenceData):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         """Windows of the streams, in order."""
-        windows = _Windows(self.data[split], self.batch_size if train else self.eval_batch_size, self.bptt)
+        windows = _Windows(self.data[split], self.batch_size if train else self.eval_batch_size, self.bptt,
+                           where=f"{self.source(split)}, the {split} split")
         # windows in order, one per step (never shuffled: the carried state needs the order)
         order = BucketBatchSampler([0] * len(windows), 1, shuffle=False, pad=False, num_replicas=1, rank=0)
         return StatefulLoader(windows, batch_sampler=order, num_workers=self.num_workers, collate_fn=_first)
@@ -109,12 +110,12 @@ class TextFile(CharStreamData):
         super().__init__(**kwargs)
         self.path = path
 
+    def source(self, split: str) -> str:
+        return str(self.path)
+
     def read_text(self) -> str:
-        try:
-            with open_text(self.path) as f:
-                return f.read()
-        except UnicodeDecodeError as e:
-            raise DataError(f"{self.path}: not UTF-8 text ({e})") from e
+        # a line that is not UTF-8 is named by its line; under data.on_bad=skip it is left out (counted)
+        return "".join(line for _, line in text_lines(self.path, self.bad) if line is not None)
 
 
 class HFText(CharStreamData):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import csv
 import gzip
+import zlib
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import torch
 
+from zoo.data.bad_input import BadInput
 from zoo.data.sequences import SPLITS, SequenceData, make_tokenizer, pad_batch
 from zoo.data.spec import DataSpec
 from zoo.data.vocab import Vocabulary
@@ -27,12 +29,34 @@ class Sentence(NamedTuple):
     where: str
 
 
-def open_text(path: str | Path):
-    """A text file, gzip or not, with a clear error when it is missing."""
+def text_lines(path: str | Path, bad: BadInput) -> Iterator[tuple[int, str | None]]:
+    """The lines of a UTF-8 text file (gzip when the name ends in .gz), numbered from 1, each
+    with its line end as ``"\n"`` (also for ``"\r\n"``) and a byte-order mark dropped.
+
+    Lines end at ``"\n"`` only: ``str.splitlines`` would also end them at ``\x1c``, ``\x85``
+    or ``\u2028`` inside a sentence, and shift every line number after them. A line that is not
+    UTF-8 is bad input, named by file and line; under ``data.on_bad=skip`` it comes as None,
+    so the caller knows a line was there (line-aligned files drop its partner). A file that
+    cannot be read on (a broken gzip stream) is an error naming the line it broke at."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+    n = 0
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    bad(f"{path}:{n}: not UTF-8 text (byte {raw[e.start]:#04x} at byte {e.start + 1} of the line)",
+                        "lines that are not UTF-8")
+                    yield n, None
+                    continue
+                if n == 1 and line.startswith("\ufeff"):
+                    line = line[1:]
+                yield n, line[:-2] + "\n" if line.endswith("\r\n") else line
+    except (OSError, EOFError, zlib.error) as e:  # gzip: BadGzipFile (an OSError), EOFError, zlib.error
+        raise DataError(f"{path}:{n + 1}: cannot read the file ({type(e).__name__}: {e})") from e
 
 
 class TextClassificationData(SequenceData):
@@ -88,19 +112,26 @@ class LabelledLines(TextClassificationData):
 
     def read_split(self, split: str) -> list[Sentence]:
         out = []
-        with open_text(self.paths[split]) as f:
-            for n, line in enumerate(f, 1):
-                where = f"{self.paths[split]}:{n}"
-                label, _, text = line.strip().partition(" ")
-                if not label:
-                    self.bad(f"{where}: empty line", "empty lines")
-                    continue
-                out.append(Sentence(self.tokenize(text), label, where))
+        for n, line in text_lines(self.paths[split], self.bad):
+            if line is None:
+                continue
+            where = f"{self.paths[split]}:{n}"
+            fields = line.split(None, 1)  # the label, and the sentence (when there is one)
+            if not fields:
+                self.bad(f"{where}: empty line", "empty lines")
+                continue
+            out.append(Sentence(self.tokenize(fields[1] if len(fields) > 1 else ""), fields[0], where))
         return out
+
+    def source(self, split: str) -> str:
+        return self.paths[split]
 
 
 class DelimitedText(TextClassificationData):
-    """CSV or TSV files with a header; ``text_column`` and ``label_column`` name the columns."""
+    """CSV or TSV files with a header; ``text_column`` and ``label_column`` name the columns.
+
+    Quoting is read strictly: a quote that is never closed is a malformed row (named by the
+    line it opened on), not a field that silently swallows the rest of the file."""
 
     def __init__(self, *, train: str, val: str, test: str, root: str | None = None, text_column: str = "text",
                  label_column: str = "label", delimiter: str | None = None, **kwargs) -> None:
@@ -108,22 +139,55 @@ class DelimitedText(TextClassificationData):
         self.paths = split_paths(root, train=train, val=val, test=test)
         self.text_column, self.label_column, self.delimiter = text_column, label_column, delimiter
 
+    def source(self, split: str) -> str:
+        return self.paths[split]
+
     def read_split(self, split: str) -> list[Sentence]:
         path = str(self.paths[split])
         delimiter = self.delimiter or ("\t" if path.endswith((".tsv", ".tsv.gz")) else ",")
-        out = []
-        with open_text(path) as f:
-            reader = csv.DictReader(f, delimiter=delimiter)
-            missing = {self.text_column, self.label_column} - set(reader.fieldnames or [])
-            if missing:
-                raise DataError(f"{path}: no column {sorted(missing)} (columns: {reader.fieldnames}); "
-                                "set data.text_column / data.label_column")
-            for n, row in enumerate(reader, 2):
-                text, label = row.get(self.text_column), row.get(self.label_column)
-                if text is None or label is None:
-                    self.bad(f"{path}:{n}: malformed row (expected {len(reader.fieldnames)} fields)", "malformed rows")
-                    continue
-                out.append(Sentence(self.tokenize(text), label.strip(), f"{path}:{n}"))
+        at = [0]  # the number of the line the reader took last
+
+        def lines():
+            for n, line in text_lines(path, self.bad):
+                at[0] = n
+                if line is not None:
+                    yield line
+
+        reader = csv.reader(lines(), delimiter=delimiter, strict=True)
+        header, out, start = None, [], 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                if header is None:
+                    raise DataError(f"{path}:{start}: malformed header ({e})") from e
+                self.bad(f"{path}:{start}: malformed row ({e})", "malformed rows")
+                start = at[0] + 1
+                continue
+            where, start = f"{path}:{start}", at[0] + 1
+            if not row:  # a blank line
+                continue
+            if header is None:
+                header = row
+                missing = sorted({self.text_column, self.label_column} - set(header))
+                if missing:
+                    raise DataError(f"{where}: no column {missing} (columns: {header}); "
+                                    "set data.text_column / data.label_column")
+                text_at, label_at = header.index(self.text_column), header.index(self.label_column)
+                continue
+            if len(row) != len(header):
+                self.bad(f"{where}: malformed row ({len(row)} fields, expected {len(header)})", "malformed rows")
+                continue
+            label = row[label_at].strip()
+            if not label:
+                self.bad(f"{where}: empty label", "empty labels")
+                continue
+            out.append(Sentence(self.tokenize(row[text_at]), label, where))
+        if header is None:
+            raise DataError(f"{path}: empty file (expected a header naming the columns "
+                            f"{self.text_column!r} and {self.label_column!r})")
         return out
 
 

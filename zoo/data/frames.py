@@ -29,6 +29,7 @@ class Clip(NamedTuple):
     frames: list  # arrays (S, S, 3) uint8, or image files/bytes decoded on access
     labels: list[str]
     where: str
+    label_where: list[str] | None = None  # where each label was read (file:line), for messages
 
 
 class FramesData(SequenceData):
@@ -51,7 +52,9 @@ class FramesData(SequenceData):
                 elif len(c.frames) != len(c.labels):
                     self.bad(f"{c.where}: {len(c.frames)} frames but {len(c.labels)} labels", "clips with mismatched labels")
                 elif unknown:
-                    self.bad(f"{c.where}: label {unknown[0]!r} is not among the training labels {labels}", "unknown labels")
+                    k = c.labels.index(unknown[0])
+                    where = c.label_where[k] if c.label_where else c.where
+                    self.bad(f"{where}: label {unknown[0]!r} is not among the training labels {labels}", "unknown labels")
                 else:
                     out.append((c.frames, [index[t] for t in c.labels]))
             self.data[split] = out
@@ -78,24 +81,43 @@ class FrameFolders(FramesData):
         super().__init__(**kwargs)
         self.paths = split_paths(root, train=train, val=val, test=test)
 
+    def source(self, split: str) -> str:
+        return self.paths[split]
+
     def read_split(self, split: str) -> list[Clip]:
         folder = Path(self.paths[split])
         if not folder.is_dir():
             raise DataError(f"{folder}: folder not found (one sub-folder per clip expected)")
         out = []
         for clip in sorted(p for p in folder.iterdir() if p.is_dir()):
-            frames = sorted(p for p in clip.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            frames = sorted(p for p in clip.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
             labels_file = clip / "labels.txt"
             if not labels_file.is_file():
                 self.bad(f"{clip}: no labels.txt", "clips without labels")
                 continue
-            labels = [line.strip() for line in labels_file.read_text().splitlines() if line.strip()]
+            lines = self._label_lines(labels_file)
+            if lines is None:
+                continue
             bad = next(((f, why) for f in frames if (why := check_image(f))), None)
             if bad:
                 self.bad(f"{bad[0]}: {bad[1]}", "unreadable frames")
                 continue
-            out.append(Clip(frames, labels, str(clip)))
+            out.append(Clip(frames, [label for _, label in lines], str(clip),
+                            [f"{labels_file}:{n}" for n, _ in lines]))
         return out
+
+    def _label_lines(self, path: Path) -> list[tuple[int, str]] | None:
+        """The labels of a clip with their line numbers (blank lines left out), or None when the
+        file is not UTF-8 (then the clip is bad input: its labels no longer line up with its frames)."""
+        data = path.read_bytes()
+        try:
+            text = data.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError as e:
+            line = data[:e.start].count(b"\n") + 1
+            self.bad(f"{path}:{line}: not UTF-8 text", "clips with unreadable labels")
+            return None
+        # lines end at "\n" only (splitlines would also split a label at \x85 or \u2028)
+        return [(n, line.strip()) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
 
 
 class HFFrames(FramesData):

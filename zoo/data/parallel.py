@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple
 
-from zoo.data.classification import open_text, split_paths
+from zoo.data.classification import split_paths, text_lines
 from zoo.data.sequences import SPLITS, SequenceData, make_tokenizer, pad_batch
 from zoo.data.spec import DataSpec
 from zoo.data.vocab import Vocabulary
@@ -85,14 +85,20 @@ class ParallelFiles(ParallelData):
         self.files = {s: split_paths(root, src=pattern.format(split=names[s], lang=src_lang),
                                      tgt=pattern.format(split=names[s], lang=tgt_lang)) for s in SPLITS}
 
+    def source(self, split: str) -> str:
+        return f"{self.files[split]['src']} / {self.files[split]['tgt']}"
+
     def read_split(self, split: str) -> list[Pair]:
         f = self.files[split]
-        with open_text(f["src"]) as a, open_text(f["tgt"]) as b:
-            src, tgt = a.read().splitlines(), b.read().splitlines()
+        # None where a line is not UTF-8 (counted under data.on_bad=skip): its pair is left out
+        src = [line if line is None else line.rstrip("\n") for _, line in text_lines(f["src"], self.bad)]
+        tgt = [line if line is None else line.rstrip("\n") for _, line in text_lines(f["tgt"], self.bad)]
         if len(src) != len(tgt):
+            longer, n = (f["src"], len(tgt) + 1) if len(src) > len(tgt) else (f["tgt"], len(src) + 1)
             raise DataError(f"{f['src']} has {len(src)} lines but {f['tgt']} has {len(tgt)}: "
-                            "parallel files must be line-aligned")
-        return [_pair(f["src"], f["tgt"], n, s, t) for n, (s, t) in enumerate(zip(src, tgt), 1)]
+                            f"parallel files must be line-aligned ({longer}:{n} has no partner)")
+        return [_pair(f["src"], f["tgt"], n, s, t) for n, (s, t) in enumerate(zip(src, tgt), 1)
+                if s is not None and t is not None]
 
 
 class HFTranslation(ParallelData):

@@ -76,6 +76,10 @@ class SequenceData(pl.LightningDataModule):
     def collate(self, items: list) -> dict[str, Any]:
         raise NotImplementedError
 
+    def source(self, split: str) -> str:
+        """Where a split is read from (a file, a folder, a hub set), for messages."""
+        return type(self).__name__
+
     def length(self, item) -> int:
         """The length a batch is bucketed by."""
         return len(item[0])
@@ -98,7 +102,7 @@ class SequenceData(pl.LightningDataModule):
             if s not in self.data or len(self.data[s]) == 0:
                 from zoo.errors import DataError
 
-                raise DataError(f"{type(self).__name__}: the {s} split has no usable examples")
+                raise DataError(f"{self.source(s)}: the {s} split has no usable examples")
         log.info("data: %s", ", ".join(f"{s} {len(self.data[s])}" for s in SPLITS))
 
     @property

@@ -10,11 +10,12 @@ and the metrics).
 """
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 import torch
 
-from zoo.data.classification import label_set, open_text, split_paths
+from zoo.data.classification import label_set, split_paths, text_lines
 from zoo.data.sequences import SPLITS, SequenceData, pad_batch
 from zoo.data.spec import DataSpec
 from zoo.data.vocab import Vocabulary
@@ -63,9 +64,11 @@ class TaggingData(SequenceData):
 
 class CoNLLU(TaggingData):
     """Universal Dependencies CoNLL-U: 10 tab-separated columns; ``column=upos`` (4th) or ``xpos`` (5th).
-    Multi-word token ranges (``1-2``) and empty nodes (``1.1``) are not words and are skipped."""
+    Multi-word token ranges (``1-2``) and empty nodes (``1.1``) are not words and are skipped.
+    A row whose ID is not a word index, or whose word or tag is empty, is malformed."""
 
     COLUMNS = {"upos": 3, "xpos": 4}
+    ID = re.compile(r"[0-9]+(?:-[0-9]+|\.[0-9]+)?")  # a word, a range (1-2), an empty node (1.1)
 
     def __init__(self, *, train: str, val: str, test: str, root: str | None = None, column: str = "upos",
                  **kwargs) -> None:
@@ -75,28 +78,39 @@ class CoNLLU(TaggingData):
         self.paths = split_paths(root, train=train, val=val, test=test)
         self.column = self.COLUMNS[column]
 
+    def source(self, split: str) -> str:
+        return self.paths[split]
+
     def read_split(self, split: str) -> list[Tagged]:
         path, out = self.paths[split], []
         tokens, tags, start = [], [], 1
-        with open_text(path) as f:
-            for n, line in enumerate(f, 1):
-                line = line.rstrip("\n")
-                if not line.strip():
-                    if tokens:
-                        out.append(Tagged(tokens, tags, f"{path}:{start}"))
-                    tokens, tags, start = [], [], n + 1
-                    continue
-                if line.startswith("#"):
-                    continue
-                cols = line.split("\t")
-                if len(cols) != 10:
-                    self.bad(f"{path}:{n}: malformed CoNLL-U row ({len(cols)} tab-separated columns, expected 10)",
-                             "malformed rows")
-                    continue
-                if "-" in cols[0] or "." in cols[0]:
-                    continue
-                tokens.append(cols[1])
-                tags.append(cols[self.column])
+        for n, line in text_lines(path, self.bad):
+            if line is None:  # not UTF-8 (counted): the row is left out, as a malformed one is
+                continue
+            line = line.rstrip("\n")
+            if not line.strip():
+                if tokens:
+                    out.append(Tagged(tokens, tags, f"{path}:{start}"))
+                tokens, tags, start = [], [], n + 1
+                continue
+            if line.startswith("#"):
+                continue
+            cols = line.split("\t")
+            if len(cols) != 10:
+                self.bad(f"{path}:{n}: malformed CoNLL-U row ({len(cols)} tab-separated columns, expected 10)",
+                         "malformed rows")
+                continue
+            if not self.ID.fullmatch(cols[0]):
+                self.bad(f"{path}:{n}: malformed CoNLL-U row (ID {cols[0]!r} is not a word index)", "malformed rows")
+                continue
+            if "-" in cols[0] or "." in cols[0]:
+                continue
+            if not cols[1].strip() or not cols[self.column].strip():
+                self.bad(f"{path}:{n}: malformed CoNLL-U row (empty {'FORM' if not cols[1].strip() else 'tag'} "
+                         "column; CoNLL-U writes _ for none)", "malformed rows")
+                continue
+            tokens.append(cols[1])
+            tags.append(cols[self.column])
         if tokens:
             out.append(Tagged(tokens, tags, f"{path}:{start}"))
         return out
@@ -109,21 +123,25 @@ class CoNLL(TaggingData):
         super().__init__(**kwargs)
         self.paths = split_paths(root, train=train, val=val, test=test)
 
+    def source(self, split: str) -> str:
+        return self.paths[split]
+
     def read_split(self, split: str) -> list[Tagged]:
         path, out = self.paths[split], []
         tokens, tags, start = [], [], 1
-        with open_text(path) as f:
-            for n, line in enumerate(f, 1):
-                cols = line.split()
-                if not cols:
-                    if tokens:
-                        out.append(Tagged(tokens, tags, f"{path}:{start}"))
-                    tokens, tags, start = [], [], n + 1
-                elif len(cols) < 2:
-                    self.bad(f"{path}:{n}: malformed row {line.strip()!r} (expected TOKEN ... TAG)", "malformed rows")
-                elif cols[0] != "-DOCSTART-":
-                    tokens.append(cols[0])
-                    tags.append(cols[-1])
+        for n, line in text_lines(path, self.bad):
+            if line is None:  # not UTF-8 (counted): the row is left out, as a malformed one is
+                continue
+            cols = line.split()
+            if not cols:
+                if tokens:
+                    out.append(Tagged(tokens, tags, f"{path}:{start}"))
+                tokens, tags, start = [], [], n + 1
+            elif len(cols) < 2:
+                self.bad(f"{path}:{n}: malformed row {line.strip()!r} (expected TOKEN ... TAG)", "malformed rows")
+            elif cols[0] != "-DOCSTART-":
+                tokens.append(cols[0])
+                tags.append(cols[-1])
         if tokens:
             out.append(Tagged(tokens, tags, f"{path}:{start}"))
         return out
