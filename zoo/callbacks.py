@@ -47,6 +47,10 @@ class SaveOnInterrupt(Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, (SIGTERMException, KeyboardInterrupt)) or trainer.state.fn != "fit":
             return
+        from zoo.launch import RANK_FAILED
+
+        if RANK_FAILED.is_set():  # stopped because another rank died: a save would wait for it forever
+            return
         if trainer.fast_dev_run or trainer.sanity_checking:
             return
         trainer.save_checkpoint(self.path)

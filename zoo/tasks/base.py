@@ -61,14 +61,31 @@ class Task(pl.LightningModule):
         return ((self.run_config or {}).get("monitor") or {}).get("metric", "val/loss")
 
     def check_finite(self, loss: Tensor) -> Tensor:
-        """Stop with a clear error on a NaN/inf loss; checkpoints already written stay intact."""
-        if not torch.isfinite(loss):
+        """Stop with a clear error on a NaN/inf loss; checkpoints already written stay intact.
+        Under DDP the decision is reduced over the ranks, so every rank stops at the same step
+        (one rank raising alone would leave the others waiting in the next all-reduce)."""
+        here = bool(torch.isfinite(loss))
+        finite = here
+        if self._trainer is not None and self.trainer.world_size > 1:
+            finite = self.trainer.strategy.reduce_boolean_decision(here, all=True)
+        if not finite:
+            what = f"became {loss.item()}" if not here else "became NaN or infinite on another rank"
             raise TrainingDiverged(
-                f"the training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}). "
+                f"the training loss {what} at step {self.global_step} (epoch {self.current_epoch}). "
                 "Checkpoints saved so far are kept. Lower the learning rate (optimizer.lr), clip gradients "
-                "(trainer.gradient_clip_val), or check the data for extreme values"
-            )
+                "(trainer.gradient_clip_val), or check the data for extreme values")
         return loss
+
+    def gather(self, obj: Any) -> list:
+        """Every rank's ``obj`` (any picklable value), in rank order: what each rank generated
+        from its shard of a split, for results that cover the whole split. [obj] in one process."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return [obj]
+        out: list = [None] * dist.get_world_size()
+        dist.all_gather_object(out, obj)
+        return out
 
     # -- split metrics ----------------------------------------------------------------
     @staticmethod
@@ -76,6 +93,9 @@ class Task(pl.LightningModule):
         return "fit" if split == "train" else split  # "train" is taken (nn.Module.train)
 
     def add_split_metrics(self, split: str, metrics: dict[str, nn.Module]) -> None:
+        if split == "train":  # an epoch's running totals are saved with a mid-epoch checkpoint (resume)
+            for metric in metrics.values():
+                metric.persistent(True)
         self.metrics[self._metrics_key(split)] = nn.ModuleDict(metrics)
 
     def split_metrics(self, split: str) -> nn.ModuleDict:

@@ -17,7 +17,7 @@ from zoo.data.images import read_picture
 from zoo.heads.decoding import Generated
 from zoo.metrics.cider import CIDErD
 from zoo.tasks.base import EVAL_SPLITS, Task
-from zoo.tasks.feature_cache import cached_features
+from zoo.tasks.feature_cache import shared_features
 from zoo.tasks.sample_sheet import draw_attention, draw_caption_sheet
 
 
@@ -86,7 +86,7 @@ class CaptioningTask(Task):
             for split in ("train",) + EVAL_SPLITS:
                 store = dm.image_store(split)
                 if not hasattr(store, "features"):  # not attached yet
-                    dm.attach_features(split, cached_features(self.encoder, store, dm.fingerprint(split),
+                    dm.attach_features(split, shared_features(self.trainer, self.encoder, store, dm.fingerprint(split),
                                                               self.feature_cache, grid=self.decoder.uses_grid))
 
     # -- steps ------------------------------------------------------------------------
@@ -116,6 +116,14 @@ class CaptioningTask(Task):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step("test", batch)
+
+    def on_test_epoch_start(self) -> None:
+        self.generated = {}
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        # each rank captioned its shard: the run's captions, samples and tables cover the whole split
+        self.generated = {i: c for part in self.gather(self.generated) for i, c in part.items()}
 
     def derived_metrics(self, split: str, values: dict[str, Tensor]) -> dict[str, Tensor]:
         return {f"{split}/loss": values[f"{split}/ppl"].log()}  # nats per word, teacher-forced

@@ -90,8 +90,12 @@ class LabelTask(Task):
         real = labels != IGNORE
         self.test_predictions.append((labels[real].cpu(), logits.argmax(-1)[real].cpu()))
 
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self.test_predictions = [pair for part in self.gather(self.test_predictions) for pair in part]  # all ranks'
+
     def media(self, datamodule) -> dict:
-        """The confusion matrix of the test split (this rank's share under DDP)."""
+        """The confusion matrix of the test split (every rank's share)."""
         if not getattr(self, "test_predictions", None):
             return {}
         y_true = torch.cat([t for t, _ in self.test_predictions]).tolist()
