@@ -167,8 +167,9 @@ class CaptioningData(pl.LightningDataModule):
     def image_store(self, split: str):
         return self.splits[split].store
 
-    def attach_features(self, split: str, features: Tensor) -> None:
-        """Replace a split's images by precomputed encoder features (N, D) (a frozen encoder)."""
+    def attach_features(self, split: str, features) -> None:
+        """Replace a split's images by precomputed encoder features, an array (N, D) or (N, cells, C)
+        (a frozen encoder's, memory-mapped from the cache)."""
         s = self.splits[split]
         if len(features) != len(s.store):
             raise ValueError(f"{split}: {len(features)} feature rows for {len(s.store)} images")

@@ -105,16 +105,17 @@ class BlindStore:
 
 
 class FeatureStore:
-    """Precomputed encoder features (N, D) standing in for the images (frozen encoders)."""
+    """Precomputed encoder features (N, D) or (N, cells, C) standing in for the images (frozen
+    encoders): an array (usually memory-mapped from the cache) read one row at a time."""
 
-    def __init__(self, features: Tensor) -> None:
+    def __init__(self, features) -> None:
         self.features = features
 
     def __len__(self) -> int:
         return len(self.features)
 
     def __getitem__(self, i: int) -> Tensor:
-        return self.features[i]
+        return torch.from_numpy(np.array(self.features[i]))  # a copy of one row; the rest stays on disk
 
 
 def read_picture(source: ImageSource, shape: tuple[int, int, int]) -> Tensor:
