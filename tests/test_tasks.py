@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY, compose
+from conftest import TINY, check_metrics, compose
 from hydra.utils import instantiate
 
 from zoo.compose import check, group_options
@@ -35,8 +35,7 @@ def test_fast_dev_run_every_task_and_cell(tmp_path, task, cell):
     cfg, choices = compose(f"task={task}", f"cell={cell}", "trainer.fast_dev_run=true", *TINY[task], choices=True)
     check(cfg, choices)
     train(cfg, run_dir=tmp_path, name="fdr")
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert EXPECTED[task] <= set(metrics), set(metrics)
+    check_metrics(json.loads((tmp_path / "metrics.json").read_text()), EXPECTED[task])
     assert json.loads((tmp_path / "data_spec.json").read_text())  # vocabularies / labels saved with the run
 
 
@@ -110,20 +109,25 @@ def test_charlm_carries_a_detached_state_across_batches(tmp_path):
     model, dm = _model_and_batch("charlm")
     model.train()
     batches = list(dm.train_dataloader())[:3]
-    model._stream_step("train", batches[0], 0)
-    carried = model._state["train"]
-    assert all(not t.requires_grad for s in carried for t in (s if isinstance(s, tuple) else (s,)))
-    # the next batch starts from the carried state: same loss as running both windows in one go
-    loss_carried = model._stream_step("train", batches[1], 1)
-    fresh = model._stream_step("train", batches[1], 0)  # batch_idx 0: a new pass starts from zeros
+    assert [b["window"] for b in batches] == [0, 1, 2]
+    model._stream_step("train", batches[0])
+    window, carried = model._state["train"]
+    assert window == 0 and all(not t.requires_grad for s in carried for t in (s if isinstance(s, tuple) else (s,)))
+    # the next window starts from the carried state; a window that does not follow it starts from zeros
+    loss_carried = model._stream_step("train", batches[1])
+    model._state.clear()
+    fresh = model._stream_step("train", batches[1])
     assert not torch.isclose(loss_carried, fresh)
+    B = batches[2]["tokens"].shape[0]
+    model._state["train"] = (7, carried)  # the state after another window: not carried into window 2
+    assert model._carried("train", 2, B) is None and model._carried("train", 8, B) is not None
     model.eval()
     with torch.no_grad():
         x = torch.cat([batches[0]["tokens"][:, :-1], batches[1]["tokens"]], 1)
         out, _ = model.rnn(model.encoder(x[:, :-1]))
         both = torch.nn.functional.cross_entropy(model.head(out)[:, -20:].flatten(0, 1), x[:, -20:].flatten())
-        model._stream_step("val", batches[0], 0)
-        second = model._stream_step("val", batches[1], 1)
+        model._stream_step("val", batches[0])
+        second = model._stream_step("val", batches[1])
     torch.testing.assert_close(second, both, rtol=1e-4, atol=1e-5)
 
 

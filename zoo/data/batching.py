@@ -79,18 +79,27 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.skip = 0
 
     def __len__(self) -> int:
-        return sum(1 for b in self.global_batches() if self._mine(b)) - self.skip
+        # the whole epoch, also after a resume: Lightning counts the batches done before it and
+        # ends the epoch at this length (the skipped ones are not yielded again)
+        return sum(1 for b in self.global_batches() if self._mine(b))
 
 
 class StatefulLoader(DataLoader):
-    """A DataLoader whose position in the epoch survives a checkpoint."""
+    """A DataLoader whose position in the epoch survives a checkpoint.
+
+    It draws its workers' base seed from a generator of its own (seeded by the sampler's seed
+    and epoch), never from torch's global one: starting an iterator must not move the random
+    numbers that dropout draws, or a run resumed mid-epoch (whose iterator starts after the
+    restored random state) would drop out other units than the run it continues."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("generator", torch.Generator())
         super().__init__(*args, **kwargs)
         self._seen = 0
 
     def __iter__(self):
         sampler = self.batch_sampler
+        self.generator.manual_seed(getattr(sampler, "seed", 0) * 100003 + getattr(sampler, "epoch", 0))
         self._seen = getattr(sampler, "skip", 0)
         for batch in super().__iter__():
             self._seen += 1

@@ -9,7 +9,7 @@ Sources: ``TextFile`` (any UTF-8 plain-text file, split by position: the first p
 the next validates, the last tests; with ``test_fraction=0`` the test split is the validation
 split), ``HFText`` (a Hugging Face text set), and the built-in ``Stories`` (zoo.data.stories).
 
-Batches: tokens (B, bptt + 1) long.
+Batches: tokens (B, bptt + 1) long; window: the window's index k in the split (0 starts a pass).
 """
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ class _Windows(Dataset):
 
     def __getitem__(self, k: int) -> dict:
         s = self.starts[k]
-        return {"tokens": self.streams[:, s: s + self.bptt + 1]}
+        # "window": the position in the stream, so the model knows which state continues it
+        return {"tokens": self.streams[:, s: s + self.bptt + 1], "window": k}
 
 
 def _first(items: list) -> dict:

@@ -4,6 +4,7 @@ Trained with truncated backpropagation through time: each batch holds the next `
 characters of ``B`` parallel streams, and the recurrent state is carried from one batch to the
 next and detached, so gradients flow ``bptt`` steps back while the state remembers further.
 (Lightning 2 no longer does this: the task does it.) Validation and test carry their own state.
+The training state is saved in checkpoints, so a run resumed mid-epoch reads on where it stopped.
 
 Metrics: loss in nats per character, bits per character, perplexity. After training, the
 model writes text (``sample.prime``, ``sample.temperature``) into the run folder.
@@ -37,24 +38,42 @@ class CharLMTask(Task):
             raise ValueError("a language model reads left to right: set cell.bidirectional=false")
         self.head = head(input_size=self.rnn.output_size, num_classes=spec.vocab_size)
         self.sample = {"prime": "The ", "length": 600, "temperature": 0.8, **(sample or {})}
-        self._state: dict[str, list | None] = {}
+        self._state: dict[str, tuple[int, list]] = {}  # split -> (window index, the state after it)
         for split in ("train",) + EVAL_SPLITS:
             self.add_split_metrics(split, {"loss": MeanMetric()})
 
-    def _stream_step(self, split: str, batch: dict, batch_idx: int) -> Tensor:
+    def _stream_step(self, split: str, batch: dict) -> Tensor:
         tokens = batch["tokens"]  # (B, bptt + 1)
-        state = None if batch_idx == 0 else self._state.get(split)  # a new pass starts from zeros
-        if state is not None and len(state) and _batch(state) != tokens.shape[0]:
-            state = None
+        state = self._carried(split, int(batch["window"]), tokens.shape[0])
         out, state = self.rnn(self.encoder(tokens[:, :-1]), state=state)  # (B, T, H)
-        self._state[split] = map_state(lambda t: t.detach(), state)  # carried, not backpropagated into
+        self._state[split] = (int(batch["window"]), map_state(lambda t: t.detach(), state))  # not backpropagated into
         logits = self.head(out)
         loss = nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten())
         self.split_metrics(split)["loss"].update(loss.detach(), weight=tokens[:, 1:].numel())
         return loss
 
+    def _carried(self, split: str, window: int, batch_size: int):
+        """The state the previous window left, if this window continues it (else None: zeros).
+        Window 0 starts a pass; after a resume mid-epoch the checkpoint's state continues."""
+        window_before, state = self._state.get(split) or (None, None)
+        if window_before != window - 1 or _batch(state) != batch_size:
+            return None
+        return map_state(lambda t: t.to(self.device), state)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self._state.get("train"):  # a run resumed mid-epoch continues the streams where they were
+            window, state = self._state["train"]
+            checkpoint["zoo"]["carried"] = {"window": window, "state": state}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        carried = (checkpoint.get("zoo") or {}).get("carried")
+        if carried:
+            self._state["train"] = (int(carried["window"]), carried["state"])
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        loss = self.check_finite(self._stream_step("train", batch, batch_idx))
+        loss = self.check_finite(self._stream_step("train", batch))
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -62,10 +81,10 @@ class CharLMTask(Task):
         self.log_split_metrics("train")
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._stream_step("val", batch, batch_idx)
+        self._stream_step("val", batch)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._stream_step("test", batch, batch_idx)
+        self._stream_step("test", batch)
 
     def derived_metrics(self, split: str, values: dict[str, Tensor]) -> dict[str, Tensor]:
         loss = values[f"{split}/loss"]  # nats per character
@@ -124,6 +143,8 @@ class CharLMTask(Task):
         return {"samples/text": {"text": self.sample_text()}}
 
 
-def _batch(state) -> int:
+def _batch(state) -> int | None:
+    if not state:
+        return None
     first = state[0]
     return (first[0] if isinstance(first, tuple) else first).shape[0]
