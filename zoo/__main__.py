@@ -84,7 +84,8 @@ def main() -> None:
 
         watch_parent()
     sys.argv[1:] = _adjust_argv(sys.argv[1:])
-    wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    before = os.environ.get("HYDRA_FULL_ERROR")
+    wants_traceback = before == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us, to print them our way
     try:
         _run()
@@ -109,6 +110,11 @@ def main() -> None:
         text = str(e) + (f"\n{cause}" if cause is not None and str(cause) not in str(e) else "")
         print(f"error: {_suggest(text, cause if cause is not None else e)}", file=sys.stderr)
         sys.exit(2)
+    finally:  # the process (a test, a notebook calling main) is left as it was
+        if before is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ the descriptions into W&B objects: tables with images, text, confusion matrices.
 """
 from __future__ import annotations
 
+import html
 import logging
 import netrc
 import os
@@ -55,12 +56,14 @@ def wandb_loggers(
     env_mode = os.environ.get("WANDB_MODE")
     offline = mode == "offline" or env_mode in ("offline", "dryrun") or (
         mode == "auto" and env_mode != "online" and not wandb_api_key_configured())
-    if offline:
-        os.environ.setdefault("WANDB_MODE", "offline")  # no network at all, not even a probe
+    # offline=True is wandb.init(mode="offline"): no network at all, not even a probe. (Not set
+    # through WANDB_MODE, which would stay switched on for later runs in the same process.)
     logger = WandbLogger(project=project, entity=entity, group=group, name=name or run_name, tags=list(tags or []),
                          save_dir=str(save_dir), offline=offline, log_model=log_model, id=id,
                          resume="allow" if id else None)
     logger.offline_note = offline  # read by the run summary
+    # Lightning's offline WandbLogger sets WANDB_MODE for the whole process: finish() restores it
+    logger.env_mode_before = env_mode
     return csv_loggers(save_dir=save_dir) + [logger]
 
 
@@ -86,7 +89,7 @@ def log_media(loggers: list[Logger], media: dict, metrics: dict[str, float]) -> 
             rows = [[wandb.Image(c) if isinstance(c, Image.Image) else c for c in row] for row in item["table"]["rows"]]
             out[name] = wandb.Table(columns=item["table"]["columns"], data=rows)
         elif "text" in item:
-            out[name] = wandb.Html(f"<pre>{item['text']}</pre>")
+            out[name] = wandb.Html(f"<pre>{html.escape(item['text'])}</pre>")  # <UNK> shown, never markup
         elif "confusion" in item:
             c = item["confusion"]
             out[name] = wandb.plot.confusion_matrix(y_true=c["y_true"], preds=c["y_pred"], class_names=c["labels"])
@@ -95,13 +98,20 @@ def log_media(loggers: list[Logger], media: dict, metrics: dict[str, float]) -> 
         lg.experiment.summary[k] = v
 
 
-def finish(loggers: list[Logger]) -> None:
-    """Close the loggers; a W&B run is finished so that its files are complete."""
+def finish(loggers: list[Logger], status: str = "success") -> None:
+    """Close the loggers; a W&B run is finished so that its files are complete, and the process
+    is left as it was (W&B's offline mode not switched on for later runs)."""
     for lg in loggers:
-        lg.finalize("success")
+        lg.finalize(status)
     lg = _wandb(loggers)
-    if lg is not None and getattr(lg, "_experiment", None) is not None:
-        lg.experiment.finish()
+    if lg is None:
+        return
+    if getattr(lg, "_experiment", None) is not None:
+        lg.experiment.finish(exit_code=0 if status == "success" else 1)
+    if lg.env_mode_before is None:
+        os.environ.pop("WANDB_MODE", None)
+    else:
+        os.environ["WANDB_MODE"] = lg.env_mode_before
 
 
 def wandb_sync_hint(loggers: list[Logger]) -> str | None:

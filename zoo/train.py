@@ -4,6 +4,7 @@ The run folder (``hydra.run.dir``) ends up holding:
 
     config.yaml        the resolved config
     data_spec.json     vocabularies and label sets, built from the training split
+    run.json           the run's name (and W&B run id), so that a resumed run is the same run
     checkpoints/       best.ckpt (by the monitored metric) and last.ckpt
     logs/metrics.csv   every logged value (plus W&B files under wandb/ with logger=wandb)
     metrics.json       final metrics, flat keys: val/..., test/... (from the best checkpoint)
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from zoo.callbacks import EpochLog, GradNormLog, RankSeed, SaveOnInterrupt, _scalar
+from zoo.errors import DataError
 from zoo.launch import ddp_processes
 from zoo.loggers import finish, log_media, wandb_sync_hint
 from zoo.resume import resume_config
@@ -45,6 +48,33 @@ def run_name(choices: dict[str, str], overrides: list[str]) -> str:
     """A readable run name: the task and the command-line overrides."""
     shown = [o for o in overrides if not o.startswith(("hydra.", "task="))]
     return "-".join([choices.get("task", "run")] + shown) or "run"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so that a reader (or a kill) never sees half of it: a temporary file beside
+    it, then one rename."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def saved_spec(run_dir: Path):
+    """The vocabularies and labels a run was trained with (its data_spec.json)."""
+    from zoo.data.spec import DataSpec
+
+    path = run_dir / "data_spec.json"
+    try:
+        return DataSpec.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: cannot read the run's vocabularies and labels ({e})") from e
+
+
+def run_identity(run_dir: Path) -> dict:
+    """How a run was named (and its W&B run), so that a resumed run is the same run."""
+    try:
+        return json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def build_task(cfg: DictConfig, spec):
@@ -87,7 +117,15 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, name: str | None =
 
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
-    datamodule.setup("fit")
+    if resume_ckpt:  # the run's own vocabularies and labels, not ones rebuilt from the data as it is now
+        datamodule.use_spec(saved_spec(run_dir))
+    try:
+        datamodule.setup("fit")
+    except DataError as e:
+        if not resume_ckpt:
+            raise
+        raise DataError(f"resume={run_dir}: the data no longer fits the run's saved vocabularies and labels "
+                        f"({run_dir / 'data_spec.json'}): {e}") from e
     spec = datamodule.spec
 
     task = build_task(cfg, spec)
@@ -95,9 +133,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, name: str | None =
     task.run_config = resolved
 
     with ddp_processes(cfg, str(run_dir), overrides):
-        wandb_id = run_dir / "wandb_run_id"
-        loggers = instantiate(cfg.logger)(save_dir=run_dir, run_name=name or "run", group=group,
-                                          id=wandb_id.read_text().strip() if resume_ckpt and wandb_id.is_file() else None)
+        identity = run_identity(run_dir) if resume_ckpt else {}  # a resumed run keeps its name and W&B run
+        name = identity.get("name") or name or "run"
+        loggers = instantiate(cfg.logger)(save_dir=run_dir, run_name=name, group=identity.get("group", group),
+                                          id=identity.get("wandb_id"))
         checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=cfg.monitor.metric,
                                      mode=MODES[cfg.monitor.direction], save_last=True, save_top_k=1,
                                      auto_insert_metric_name=False, enable_version_counter=False)
@@ -105,32 +144,38 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, name: str | None =
         if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
             callbacks += [LearningRateMonitor(logging_interval="step"), GradNormLog()]
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
-        is_zero = trainer.is_global_zero  # only rank 0 writes the run folder
-        if is_zero:
-            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
-            (run_dir / "data_spec.json").write_text(json.dumps(spec.to_dict(), indent=1))
-            for lg in loggers:
-                lg.log_hyperparams(resolved)
-                if type(lg).__name__ == "WandbLogger":
-                    wandb_id.write_text(lg.experiment.id)
+        status = "failed"
+        try:
+            is_zero = trainer.is_global_zero  # only rank 0 writes the run folder
+            if is_zero:
+                write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+                write_atomic(run_dir / "data_spec.json", json.dumps(spec.to_dict(), indent=1))
+                for lg in loggers:
+                    lg.log_hyperparams(resolved)
+                wandb = next((lg for lg in loggers if type(lg).__name__ == "WandbLogger"), None)
+                write_atomic(run_dir / "run.json", json.dumps(
+                    {"name": name, "group": group, "wandb_id": wandb.experiment.id if wandb else None}, indent=1))
 
-        trainer.fit(task, datamodule=datamodule, ckpt_path=resume_ckpt)
-        metrics = {k: _scalar(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
-        best = checkpoint.best_model_path or None  # none under fast_dev_run
-        for stage in (trainer.validate, trainer.test):
-            for result in stage(task, datamodule=datamodule, ckpt_path=best, verbose=False):
-                metrics.update({k: _scalar(v) for k, v in result.items()})
-        metrics = dict(sorted(metrics.items()))
+            # weights_only: a checkpoint is read as tensors and plain containers, never as pickled code
+            trainer.fit(task, datamodule=datamodule, ckpt_path=resume_ckpt, weights_only=True)
+            metrics = {k: _scalar(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+            best = checkpoint.best_model_path or None  # none under fast_dev_run
+            for stage in (trainer.validate, trainer.test):
+                for result in stage(task, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True):
+                    metrics.update({k: _scalar(v) for k, v in result.items()})
+            metrics = dict(sorted(metrics.items()))
 
-        if is_zero:
-            (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-            task.write_artifacts(run_dir, datamodule)
-            log_media(loggers, task.media(datamodule), metrics)
-            hint = wandb_sync_hint(loggers)
-            if hint:
-                print(hint)
-            print(f"run folder: {run_dir}")
-            summary = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.startswith("test/"))
-            print(f"test: {summary}")
-        finish(loggers)
+            if is_zero:
+                write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+                task.write_artifacts(run_dir, datamodule)
+                log_media(loggers, task.media(datamodule), metrics)
+                hint = wandb_sync_hint(loggers)
+                if hint:
+                    print(hint)
+                print(f"run folder: {run_dir}")
+                summary = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.startswith("test/"))
+                print(f"test: {summary}")
+            status = "success"
+        finally:
+            finish(loggers, status)  # also when training stops on an error: the W&B files are complete
     return metrics.get(cfg.monitor.metric, math.nan)
