@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-root", default="../shared/data", help="folder with the real data sets")
     p.add_argument("--minutes", type=float, default=None, help="training budget (default: per task)")
     p.add_argument("--out", default="outputs/benchmarks", help="where the run folder goes")
+    p.add_argument("--dry-run", action="store_true", help="compose and check the run's config, print it, train nothing")
     p.add_argument("overrides", nargs="*", help="extra python -m zoo overrides")
     args = p.parse_intermixed_args(argv)
 
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     with open_dict(cfg):
         del cfg["hydra"]
     check(cfg, choices)
+    if args.dry_run:
+        return
     start = time.monotonic()
     train(cfg, run_dir=run_dir, name=f"quality-{args.task}")
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -407,7 +407,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile comparison")
+    p.add_argument("--dry-run", action="store_true", help="say which groups would run, and run none")
     ARGS = p.parse_args(argv)
+    if ARGS.dry_run:
+        print("would run: " + " ".join(ARGS.only or list(GROUPS)))
+        return
     torch.set_num_threads(ARGS.threads)
     os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
     import logging

@@ -76,3 +76,24 @@ TINY = {
     "video": [*_SIZES, "encoder.channels=[4]", "encoder.fc=[8]", "cell.hidden_size=8", *QUIET],
     "seqimage": ["cell.hidden_size=16", *QUIET],
 }
+
+
+# what each metric can be: a run's metrics.json is checked against these, not only for its keys
+_RANGES = {"acc": (0, 1), "f1": (0, 1), "bleu1": (0, 1), "bleu2": (0, 1), "bleu3": (0, 1), "bleu4": (0, 1),
+           "bleu": (0, 100), "chrf": (0, 100), "cider": (0, 10), "loss": (0, 1e4), "loss_epoch": (0, 1e4),
+           "bpc": (0, 1e4), "ppl": (1, 1e12), "nll": (0, 1e6), "recon": (0, 1e6), "kl": (0, 1e6),
+           "wer": (0, 1e3), "cer": (0, 1e3)}
+
+
+def check_metrics(metrics: dict, required: set[str] = frozenset()) -> dict:
+    """Every value finite and in its metric's range, and the ``required`` keys present."""
+    import math
+
+    assert required <= set(metrics), sorted(required - set(metrics))
+    for key, value in metrics.items():
+        assert isinstance(value, (int, float)) and math.isfinite(value), (key, value)
+        name = key.rsplit("/", 1)[-1]
+        if name in _RANGES:
+            low, high = _RANGES[name]
+            assert low <= value <= high, (key, value, (low, high))
+    return metrics

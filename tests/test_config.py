@@ -18,12 +18,27 @@ def test_groups_exist_and_have_options():
 
 
 @pytest.mark.parametrize("group", GROUPS)
-def test_every_option_composes_and_names_an_importable_target(group):
+def test_every_option_composes_and_names_a_target_of_its_kind(group):
+    """Each option's _target_ imports and is the kind of thing its group builds."""
+    import pytorch_lightning as pl
+
+    from zoo.recurrence import Recurrence
+    from zoo.tasks.base import Task
+
+    kinds = {
+        "task": lambda t: issubclass(t, Task),
+        "encoder": lambda t: getattr(t, "consumes", None) in ("image", "tokens"),
+        "cell": lambda t: issubclass(t, Recurrence),
+        "head": lambda t: getattr(t, "mode", None) in ("many_to_one", "synced", "one_to_many", "seq2seq"),
+        "data": lambda t: issubclass(t, pl.LightningDataModule) and getattr(t, "provides", None) in ("image", "tokens", "frames"),
+        "trainer": lambda t: t is pl.Trainer,
+        "logger": lambda t: callable(t) and t.__module__ == "zoo.loggers",
+    }
     for option in group_options(group):
         cfg = compose(f"{group}={option}")
         node = cfg if group == "task" else cfg[group]
         target = (cfg.task if group == "task" else node)["_target_"]
-        assert get_object(target) is not None, f"{group}={option}: {target}"
+        assert kinds[group](get_object(target)), f"{group}={option}: {target}"
 
 
 def test_task_chooses_defaults_and_each_can_be_overridden():

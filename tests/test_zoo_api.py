@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import QUIET, ROOT, SHARED_DATA, TINY, compose
+from conftest import QUIET, ROOT, SHARED_DATA, TINY, check_metrics, compose
 from PIL import Image
 
 import zoo
@@ -37,7 +37,7 @@ def test_every_recipe_composes_and_runs(tmp_path, recipe):
                            choices=True)
     check(cfg, choices)
     train(cfg, run_dir=tmp_path, name=recipe)
-    assert (tmp_path / "metrics.json").is_file()
+    check_metrics(json.loads((tmp_path / "metrics.json").read_text()), {cfg.monitor.metric})
     if recipe == "show_attend_tell":
         maps = list((tmp_path / "attention").glob("*.png"))
         assert maps and Image.open(maps[0]).width > 96  # a panel per generated word
@@ -62,7 +62,8 @@ def captioner(tmp_path_factory):
 def test_build_an_untrained_model_from_names():
     model = zoo.build(task="captioning", cell="gru", overrides=["cell.hidden_size=24", *TINY["captioning"][:3]])
     assert type(model.decoder.rnn.cells[0]).__name__ == "GRUCell" and model.decoder.rnn.hidden_size == 24
-    assert not model.training or True
+    assert model.spec.vocab is not None and model.decoder.W_hy.out_features == len(model.spec.vocab)  # sized by the data
+    assert model.run_config["cell"]["hidden_size"] == 24  # and it carries the config a checkpoint would
 
 
 def test_load_needs_no_config_or_data_and_predicts_like_the_trained_model(captioner, tmp_path):
