@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # the exact versions: pyproject.toml has ranges, constraints.txt the tested pins
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
-PYTEST := $(BIN)/python -m pytest -q --durations=15
+# one worker per core; a test module stays on one worker (its shared fixtures are made once)
+PYTEST := $(BIN)/python -m pytest -q --durations=15 -n auto --dist loadfile
 
 .PHONY: venv train test test-fast clean
 

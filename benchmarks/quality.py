@@ -6,15 +6,18 @@ the test metrics (last line: one JSON object).
     python -m benchmarks.quality tagging --data-root ../shared/data        # tagger_bilstm, UD English-EWT
     python -m benchmarks.quality translation --data-root ../shared/data    # seq2seq_attention, Multi30k
     python -m benchmarks.quality tagging --minutes 5 cell=gru              # extra overrides
+    python -m benchmarks.quality neuraltalk        # a recipe on built-in data, trained as it is
 
 Each runs ``python -m zoo recipe=<recipe>`` (recipes/ states the model and why) with the data
 path and ``trainer.max_time`` (the budget) added; the best checkpoint on the validation split
-is tested. The run folder is kept (printed).
+is tested. The run folder is kept (printed). The result is checked against the recipe's own
+``# Expected: <metric> >=|<= <value>`` line (``"met"`` in the JSON).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -30,7 +33,28 @@ BENCHMARKS: dict[str, dict] = {
                 "data": lambda root: [f"data.root={root}/ud-english-ewt"]},
     "translation": {"recipe": "seq2seq_attention", "minutes": 25, "report": ["test/bleu", "test/chrf", "val/bleu"],
                     "data": lambda root: [f"data.root={root}/multi30k"]},
+    # the recipes on built-in data: trained as they are (their own epochs, no time budget)
+    **{name: {"recipe": name, "minutes": None, "report": ["test/bleu4", "test/cider", "val/cider"],
+              "data": lambda root: []} for name in ("neuraltalk", "show_and_tell", "show_attend_tell")},
+    "row_lstm": {"recipe": "row_lstm", "minutes": None, "report": ["test/acc", "test/f1", "val/acc"],
+                 "data": lambda root: []},
 }
+EXPECTED = re.compile(r"^# Expected: (\S+) (>=|<=) ([0-9.]+)", re.MULTILINE)
+
+
+def expected(recipe: str) -> tuple[str, str, float]:
+    """What a recipe says it reaches: (metric, ">=" or "<=", value), from its ``# Expected:`` line."""
+    from zoo.compose import config_dir
+
+    text = (config_dir() / "recipe" / f"{recipe}.yaml").read_text()
+    m = EXPECTED.search(text)
+    if not m:
+        raise ValueError(f"recipes/{recipe}.yaml has no '# Expected: <metric> >=|<= <value>' line")
+    return m.group(1), m.group(2), float(m.group(3))
+
+
+def meets(value: float, op: str, bound: float) -> bool:
+    return value >= bound if op == ">=" else value <= bound
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,11 +70,14 @@ def main(argv: list[str] | None = None) -> None:
     bench = BENCHMARKS[args.task]
     root = Path(args.data_root).expanduser().resolve()
     minutes = args.minutes or bench["minutes"]
-    h, m = divmod(int(minutes * 60), 3600)
+    budget = []
+    if minutes:
+        h, m = divmod(int(minutes * 60), 3600)
+        budget = [f"trainer.max_time=00:{h:02d}:{m // 60:02d}:{m % 60:02d}"]
     run_dir = Path(args.out).resolve() / f"{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
-    overrides = [f"recipe={bench['recipe']}", *bench["data"](root),
-                 f"trainer.max_time=00:{h:02d}:{m // 60:02d}:{m % 60:02d}", "trainer.enable_progress_bar=false",
+    overrides = [f"recipe={bench['recipe']}", *bench["data"](root), *budget, "trainer.enable_progress_bar=false",
                  *args.overrides]
+    metric, op, bound = expected(bench["recipe"])
     print("python -m zoo " + " ".join(overrides), flush=True)
 
     import logging
@@ -77,6 +104,11 @@ def main(argv: list[str] | None = None) -> None:
     result = {"task": args.task, "minutes": round((time.monotonic() - start) / 60, 1), "run": str(run_dir),
               **{k: metrics[k] for k in bench["report"] if k in metrics}, **{k: v for k, v in metrics.items()
                                                                                if k.startswith("test/")}}
+    # the recipe's own claim, checked: its "# Expected:" line
+    result["expected"] = f"{metric} {op} {bound}"
+    result["met"] = metric in metrics and meets(metrics[metric], op, bound)
+    print(f"recipe {bench['recipe']}: expected {metric} {op} {bound}, got {metrics.get(metric)}: "
+          f"{'met' if result['met'] else 'NOT MET'}", flush=True)
     print(json.dumps(result), flush=True)
 
 

@@ -11,6 +11,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+# Under pytest-xdist (make test: one worker per core) each worker computes on one thread, and so
+# do the processes the tests start: two workers with two threads each would fight for the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 # Before anything imports datasets / wandb / torch: offline, quiet, caches in a temp folder.
 os.environ.update({
     "HF_HUB_OFFLINE": "1",
@@ -53,6 +58,45 @@ def run_zoo(*args: str, cwd: Path | None = None, timeout: int = 600, env: dict |
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, "-m", "zoo", *args], cwd=cwd or ROOT, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_module(module: str, args: list[str], stdin: str | None = None, env: dict | None = None) -> tuple[int, str, str]:
+    """``python -m <module> args...`` in this process (``zoo`` is ``zoo.__main__``): (exit status,
+    stdout, stderr). Saves a fresh interpreter's start-up (seconds of imports) per command; use
+    run_zoo where a test needs a process of its own (signals, a clean environment)."""
+    import importlib
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, old_stdin = sys.argv, sys.stdin
+    saved_env = {k: os.environ.get(k) for k in (env or {})}
+    code = 0
+    try:
+        os.environ.update(env or {})
+        if stdin is not None:
+            sys.stdin = io.StringIO(stdin)
+        with redirect_stdout(out), redirect_stderr(err):
+            mod = importlib.import_module("zoo.__main__" if module == "zoo" else module)
+            sys.argv = [module, *args]
+            try:
+                result = mod.main() if module == "zoo" else mod.main(args)
+                code = result if isinstance(result, int) else 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv, sys.stdin = argv, old_stdin
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.hydra_config import HydraConfig
+
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None  # later tests in this process are not inside that run
+    return code, out.getvalue(), err.getvalue()
 
 
 QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]

@@ -134,6 +134,7 @@ def test_bad_sizes_are_rejected():
         make("lstm", dropout=1.5)
 
 
+@pytest.mark.slow
 def test_compiled_step_loop_equals_the_eager_one():
     """cell.compile=true: the step loop through torch.compile, lengths padded to a bucket."""
     torch.manual_seed(3)

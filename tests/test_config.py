@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import compose, run_zoo
+from conftest import compose, run_module
 from hydra.utils import get_object
 from omegaconf import OmegaConf
 
@@ -65,29 +65,29 @@ def test_check_accepts_the_defaults_and_rejects_a_bidirectional_decoder():
 
 
 def test_typos_exit_nonzero_naming_the_valid_choices():
-    r = run_zoo("cell=lstmm")
-    assert r.returncode != 0
-    assert "Available options in 'cell'" in r.stderr and "Did you mean cell=lstm?" in r.stderr
-    r = run_zoo("trainer.max_epoch=3")
-    assert r.returncode != 0
-    assert "Unknown key 'trainer.max_epoch'. Did you mean trainer.max_epochs?" in r.stderr
-    assert "Traceback" not in r.stderr
+    code, _, err = run_module("zoo", ["cell=lstmm"])
+    assert code != 0
+    assert "Available options in 'cell'" in err and "Did you mean cell=lstm?" in err
+    code, _, err = run_module("zoo", ["trainer.max_epoch=3"])
+    assert code != 0
+    assert "Unknown key 'trainer.max_epoch'. Did you mean trainer.max_epochs?" in err
+    assert "Traceback" not in err
 
 
 def test_an_impossible_combination_fails_before_data_is_loaded(tmp_path):
-    r = run_zoo("cell.bidirectional=true", f"hydra.run.dir={tmp_path}", "data.train_images=100000000")
-    assert r.returncode == 2
-    assert "error: head=one_to_many generates left to right" in r.stderr
-    assert "Traceback" not in r.stderr
+    code, _, err = run_module("zoo", ["cell.bidirectional=true", f"hydra.run.dir={tmp_path}", "data.train_images=100000000"])
+    assert code == 2
+    assert "error: head=one_to_many generates left to right" in err
+    assert "Traceback" not in err
     assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "config.yaml").exists()
 
 
 def test_help_lists_every_group_and_option():
-    r = run_zoo("--help")
-    assert r.returncode == 0
+    code, out, _ = run_module("zoo", ["--help"])
+    assert code == 0
     for group in GROUPS:
-        assert f"{group}: {', '.join(group_options(group))}" in r.stdout
-    assert "python -m zoo task=captioning" in r.stdout
+        assert f"{group}: {', '.join(group_options(group))}" in out
+    assert "python -m zoo task=captioning" in out
 
 
 def test_config_folder_has_no_global_package_in_components():

@@ -38,6 +38,7 @@ def metrics(folder: Path) -> dict:
     return json.loads((folder / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     zoo("task=sentiment", *TINY["sentiment"], *EXACT, "data.batch_size=32", f"hydra.run.dir={one}")
@@ -199,6 +200,7 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
 def test_two_torchrun_nodes_on_localhost(tmp_path):
     run, port = tmp_path / "run", _port()

@@ -1,15 +1,19 @@
 """A small captioner learns to read the image: it beats the blind ablation by a wide margin."""
 from __future__ import annotations
 
+import pytest
+
 import json
 
 from conftest import compose
 
 from zoo.train import train
 
+pytestmark = pytest.mark.slow  # trainings that must learn: seconds to a minute each
+
 SMALL = [
-    "data.train_images=1200", "data.val_images=100", "data.test_images=100",
-    "encoder.channels=[16,32,64]", "encoder.fc=[128]", "cell.hidden_size=128", "head.embed_dim=64",
+    "data=shapes", "data.train_images=900", "data.val_images=100", "data.test_images=100",
+    "encoder.channels=[16,32,64]", "encoder.fc=[64]", "cell.hidden_size=96", "head.embed_dim=48",
     "trainer.max_epochs=4", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
 ]
 
@@ -31,12 +35,13 @@ def test_captioner_beats_the_blind_model(tmp_path):
 def test_show_and_tell_reads_the_image_through_the_normalised_first_input(tmp_path):
     """head.condition=first_input (Show and Tell), CNN from scratch: with the image projected to
     the word embeddings' scale (head.image_norm, the default) it learns from the image; without,
-    it settles near the blind model (measured: BLEU-4 0.37 vs 0.07, test loss 0.86 vs 1.15)."""
+    it settles near the blind model (measured with SMALL: BLEU-4 0.27 vs 0.12, the blind model's;
+    test loss 0.99 vs 1.12)."""
     results = {}
     for norm in (True, False):
         cfg = compose("task=captioning", *SMALL, "head.condition=first_input", f"head.image_norm={str(norm).lower()}")
         train(cfg, run_dir=tmp_path / f"norm={norm}", name="learning")
         results[norm] = json.loads((tmp_path / f"norm={norm}" / "metrics.json").read_text())
     normed, plain = results[True], results[False]
-    assert normed["test/bleu4"] > plain["test/bleu4"] + 0.15
-    assert normed["test/loss"] < plain["test/loss"] - 0.1
+    assert normed["test/bleu4"] > plain["test/bleu4"] + 0.1
+    assert normed["test/loss"] < plain["test/loss"] - 0.08

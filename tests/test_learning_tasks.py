@@ -2,6 +2,8 @@
 model (or one without recurrence) cannot."""
 from __future__ import annotations
 
+import pytest
+
 import collections
 import json
 import math
@@ -13,6 +15,8 @@ import zoo.train
 from zoo.data.stories import make_text
 from zoo.data.tag_grammar import make_sentences
 from zoo.train import train
+
+pytestmark = pytest.mark.slow  # trainings that must learn: seconds to a minute each
 
 
 def run(tmp_path, name, *overrides) -> dict:
@@ -76,6 +80,6 @@ def test_char_lm_learns_the_text_and_writes_words(tmp_path):
 
 
 def test_translation_learns_word_order_and_words(tmp_path):
-    m = run(tmp_path, "tr", "task=translation", "data.train_size=3000", "data.val_size=200", "data.test_size=200",
+    m = run(tmp_path, "tr", "task=translation", "data.train_size=2500", "data.val_size=100", "data.test_size=100",
             "trainer.max_epochs=5")
     assert m["test/bleu"] > 60  # an untrained decoder scores about 0

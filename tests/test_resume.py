@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, TINY, compose
+from conftest import ROOT, TINY, compose, run_module
 from omegaconf import OmegaConf
 from test_distributed import clean_env
 
@@ -67,13 +67,14 @@ def test_sigterm_saves_and_resume_finishes_like_an_uninterrupted_run(tmp_path, t
         assert abs(a[key] - b[key]) < 1e-5, (key, a[key], b[key])
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_experiment_and_missing_folders(tmp_path):
-    r = run(f"resume={tmp_path / 'nothing'}")
-    assert r.returncode == 2 and "no run folder there" in r.stderr
+    code, _, err = run_module("zoo", [f"resume={tmp_path / 'nothing'}"])
+    assert code == 2 and "no run folder there" in err
     run_dir = tmp_path / "run"
-    assert run("task=sentiment", *TINY["sentiment"], "trainer.max_epochs=1", f"hydra.run.dir={run_dir}").returncode == 0
-    r = run("task=sentiment", *TINY["sentiment"], "cell=gru", f"resume={run_dir}")
-    assert r.returncode == 2 and "Only trainer.* and logger.* may change" in r.stderr
+    assert run_module("zoo", ["task=sentiment", *TINY["sentiment"], "trainer.max_epochs=1", f"hydra.run.dir={run_dir}"])[0] == 0
+    code, _, err = run_module("zoo", ["task=sentiment", *TINY["sentiment"], "cell=gru", f"resume={run_dir}"])
+    assert code == 2 and "Only trainer.* and logger.* may change" in err
 
 
 def _run_folder(tmp_path, config) -> "Path":
@@ -112,33 +113,34 @@ def _write_sentences(folder, extra_train: list[str] = ()):
         (folder / f"stsa.binary.{split}").write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_its_vocabulary_and_refuses_labels_that_no_longer_fit(tmp_path):
     data = tmp_path / "data"
     _write_sentences(data)
     run_dir = tmp_path / "run"
     setup = ["task=sentiment", "data=sst2", f"data.root={data}", "data.batch_size=8", "encoder.dim=8",
              "cell.hidden_size=8", "trainer.enable_progress_bar=false"]
-    assert run(*setup, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}").returncode == 0
+    assert run_module("zoo", [*setup, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}"])[0] == 0
     spec = (run_dir / "data_spec.json").read_text()
     _write_sentences(data, ["1 brand new words everywhere"] * 3)  # the data changed since: a bigger vocabulary
-    r = run(f"resume={run_dir}", "trainer.max_epochs=2")
-    assert r.returncode == 0, r.stderr[-3000:]  # the saved vocabulary: the weights still fit
+    code, out, err = run_module("zoo", [f"resume={run_dir}", "trainer.max_epochs=2"])
+    assert code == 0, err[-3000:]  # the saved vocabulary: the weights still fit
     assert (run_dir / "data_spec.json").read_text() == spec
     assert json.loads((run_dir / "metrics.json").read_text())["test/acc"] >= 0
     _write_sentences(data, ["2 a label the run never had"])
-    r = run(f"resume={run_dir}", "trainer.max_epochs=3")
-    assert r.returncode == 2 and "the data no longer fits the run's saved vocabularies and labels" in r.stderr
-    assert "label '2' is not among the training labels" in r.stderr and "Traceback" not in r.stderr
+    code, out, err = run_module("zoo", [f"resume={run_dir}", "trainer.max_epochs=3"])
+    assert code == 2 and "the data no longer fits the run's saved vocabularies and labels" in err
+    assert "label '2' is not among the training labels" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_resume_takes_a_folder_with_a_tilde_or_a_comma(tmp_path):
     """resume=~/... is the home folder's, and a comma is part of the path, not a sweep."""
     odd = tmp_path / "home" / "runs" / "a,b c"
-    r = run(f"task=sentiment", *TINY["sentiment"], "trainer.max_epochs=1", f"hydra.run.dir='{odd}'")
-    assert r.returncode == 0, r.stderr[-3000:]
+    code, out, err = run_module("zoo", ["task=sentiment", *TINY["sentiment"], "trainer.max_epochs=1", f"hydra.run.dir='{odd}'"])
+    assert code == 0, err[-3000:]
     steps = torch.load(odd / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
-    r = subprocess.run([sys.executable, "-m", "zoo", "resume=~/runs/a,b c", "trainer.max_epochs=2"], cwd=ROOT,
-                       env=clean_env(HOME=str(tmp_path / "home")), capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert f"run folder: {odd}" in r.stdout
+    code, out, err = run_module("zoo", ["resume=~/runs/a,b c", "trainer.max_epochs=2"], env={"HOME": str(tmp_path / "home")})
+    assert code == 0, err[-3000:]
+    assert f"run folder: {odd}" in out
     assert torch.load(odd / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2 * steps  # continued

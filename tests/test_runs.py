@@ -36,6 +36,7 @@ def test_fast_dev_run_every_cell_encoder_and_condition(tmp_path, cell, encoder, 
                   {"test/bleu4", "test/cider", "val/bleu4", "val/cider", "test/loss"})
 
 
+@pytest.mark.slow
 def test_python_m_zoo_end_to_end(tmp_path):
     """The main job in a subprocess: a short real run, and everything a run folder promises."""
     run_dir = tmp_path / "run"
@@ -58,6 +59,7 @@ def test_python_m_zoo_end_to_end(tmp_path):
     assert ckpt["zoo"]["config"]["cell"]["hidden_size"] == 32
 
 
+@pytest.mark.slow
 def test_default_run_folder_is_under_outputs(tmp_path):
     r = run_zoo("trainer.fast_dev_run=true", *TINY_CAPTIONING, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr[-3000:]
@@ -65,6 +67,7 @@ def test_default_run_folder_is_under_outputs(tmp_path):
     assert folder.parent == tmp_path / "outputs" / "captioning" and (folder / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_same_seed_same_run_and_another_seed_another(tmp_path):
     quick = ["task=captioning", *TINY_CAPTIONING, "trainer.max_epochs=1", "trainer.limit_train_batches=3"]
     out = {}
@@ -75,6 +78,7 @@ def test_same_seed_same_run_and_another_seed_another(tmp_path):
     assert out["a"]["test/loss"] != out["c"]["test/loss"]
 
 
+@pytest.mark.slow
 def test_frozen_encoder_features_are_cached_on_disk(tmp_path, monkeypatch):
     overrides = ["task=captioning", *TINY_CAPTIONING, "encoder.freeze=true", "trainer.max_epochs=1",
                  f"paths.cache_dir={tmp_path / 'cache'}"]
@@ -154,6 +158,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_checkpoints(tmp_path, monke
         assert ckpt["epoch"] == 0 and all(torch.isfinite(t).all() for t in ckpt["state_dict"].values())
 
 
+@pytest.mark.slow
 def test_configs_travel_inside_the_wheel(tmp_path):
     """A wheel built from the repo runs from any folder, without the repo's conf/ at hand."""
     src = tmp_path / "src"  # build from a copy: the build leaves build/ and *.egg-info behind

@@ -2,15 +2,12 @@
 foreign ``_target_`` (Hydra would call it as soon as the config is instantiated)."""
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import ROOT, TINY, compose
+from conftest import TINY, compose, run_module
 from omegaconf import OmegaConf
 
 import zoo
@@ -61,18 +58,19 @@ def test_load_refuses_a_foreign_target_anywhere_before_it_runs(genuine, tmp_path
     assert not victim.exists()
 
 
+@pytest.mark.slow
 def test_every_command_refuses_it_with_one_line_and_writes_nothing(genuine, tmp_path):
     path, victim = _evil_checkpoint(genuine, tmp_path, "encoder")
     for module, args in (("zoo.predict", ["a fine film ."]), ("zoo.evaluate", []), ("zoo.export", [])):
-        r = subprocess.run([sys.executable, "-m", module, str(path), *args], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        assert r.returncode == 2, (module, r.stderr[-2000:])
-        lines = r.stderr.strip().splitlines()
-        assert len(lines) == 1 and "encoder._target_=shutil.copyfile" in lines[0] and "Traceback" not in r.stderr
+        code, out, err = run_module(module, [str(path), *args])
+        assert code == 2, (module, err[-2000:])
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "encoder._target_=shutil.copyfile" in lines[0] and "Traceback" not in err
         assert not victim.exists(), module
         assert not (tmp_path / "eval-test.json").exists() and not (tmp_path / "export").exists()
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_run_folder_with_a_foreign_target(genuine, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(genuine, run)
@@ -80,9 +78,8 @@ def test_resume_refuses_a_run_folder_with_a_foreign_target(genuine, tmp_path):
     cfg = OmegaConf.load(run / "config.yaml")
     cfg.task.samples = {"_target_": "builtins.open", "_args_": [str(victim), "w"]}
     (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    r = subprocess.run([sys.executable, "-m", "zoo", f"resume={run}"], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 2 and "task.samples._target_=builtins.open" in r.stderr and "Traceback" not in r.stderr
+    code, out, err = run_module("zoo", [f"resume={run}"])
+    assert code == 2 and "task.samples._target_=builtins.open" in err and "Traceback" not in err
     assert not victim.exists()
 
 

@@ -5,6 +5,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from conftest import TINY, compose
 from wandb_offline import read_run
 
@@ -18,6 +20,7 @@ def offline_run(folder) -> dict:
     return read_run(files[0])
 
 
+@pytest.mark.slow
 def test_captioning_run_logs_config_history_gradients_and_a_samples_table(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
@@ -47,6 +50,7 @@ def test_captioning_run_logs_config_history_gradients_and_a_samples_table(tmp_pa
     assert json.loads((tmp_path / "run.json").read_text())["wandb_id"] == run["run_id"]
 
 
+@pytest.mark.slow
 def test_classification_logs_a_confusion_matrix_and_charlm_logs_escaped_text(tmp_path, monkeypatch):
     """The generated text is HTML-escaped (<UNK>, <END> and markup show as written); offline mode
     (no key) is not left switched on in the process for later runs; a resumed run keeps its name."""

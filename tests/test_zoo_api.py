@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import QUIET, ROOT, SHARED_DATA, TINY, check_metrics, compose
+from conftest import QUIET, ROOT, SHARED_DATA, TINY, check_metrics, compose, run_module
 from PIL import Image
 
 import zoo
@@ -21,12 +21,13 @@ RECIPE_DATA = {
     "char_rnn": [f"data.path={SHARED_DATA}/tinyshakespeare/input.txt", "cell.hidden_size=16",
                  "data.batch_size=4", "data.bptt=20"],
     "seq2seq_attention": [f"data.root={SHARED_DATA}/multi30k", "cell.hidden_size=16", "encoder.dim=8",
-                          "head.embed_dim=8", "head.attention_dim=8", "data.batch_size=8"],
+                          "head.embed_dim=8", "head.attention_dim=8", "data.batch_size=8", "data.eval_batch_size=8"],
     "sentiment_bilstm": [f"data.root={SHARED_DATA}/sst2", "cell.hidden_size=16", "encoder.dim=8"],
     "tagger_bilstm": [f"data.root={SHARED_DATA}/ud-english-ewt", "cell.hidden_size=16", "encoder.dim=8"],
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", group_options("recipe"))
 def test_every_recipe_composes_and_runs(tmp_path, recipe):
     if recipe in RECIPE_DATA and not SHARED_DATA.is_dir():
@@ -44,12 +45,12 @@ def test_every_recipe_composes_and_runs(tmp_path, recipe):
 
 
 def test_listing_shows_every_config_and_the_heads_of_each_task():
-    r = subprocess.run([sys.executable, "-m", "zoo.list"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0
+    code, out, _ = run_module("zoo.list", [])
+    assert code == 0
     for group in ("task", "encoder", "cell", "head", "recipe", "data"):
         for name in group_options(group):
-            assert f"  {name} " in r.stdout, (group, name)
-    assert "heads: seq2seq; defaults: encoder=embedding, cell=gru" in r.stdout
+            assert f"  {name} " in out, (group, name)
+    assert "heads: seq2seq; defaults: encoder=embedding, cell=gru" in out
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,7 @@ def test_damaged_checkpoints_give_a_clear_error(captioner, tmp_path):
         zoo.load(tmp_path / "missing")
 
 
+@pytest.mark.slow
 def test_predict_in_a_fresh_process_gives_the_captions_of_training(captioner, tmp_path):
     from hydra.utils import instantiate
 
@@ -117,6 +119,7 @@ def test_predict_in_a_fresh_process_gives_the_captions_of_training(captioner, tm
         assert result["caption"] == expected[path.stem]
 
 
+@pytest.mark.slow
 def test_predict_text_tasks(tmp_path):
     for task, raw, key in (("sentiment", "the film was not good .", "label"), ("tagging", "the dog sees a cat .", "tags"),
                            ("translation", "the dog sees a cat .", "translation"), ("charlm", "Mia", "text")):
@@ -128,24 +131,24 @@ def test_predict_text_tasks(tmp_path):
             assert "error" in out[1] and "empty" in out[1]["error"]
 
 
+@pytest.mark.slow
 def test_evaluate_recomputes_the_metrics(tmp_path):
     run = tmp_path / "s"
     train(compose("task=sentiment", *TINY["sentiment"], "trainer.max_epochs=2"), run_dir=run, name="s")
-    r = subprocess.run([sys.executable, "-m", "zoo.evaluate", str(run), "split=val"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    code, _, err = run_module("zoo.evaluate", [str(run), "split=val"])
+    assert code == 0, err[-2000:]
     got = json.loads((run / "eval-val.json").read_text())
     want = json.loads((run / "metrics.json").read_text())
     assert abs(got["val/acc"] - want["val/acc"]) < 1e-6 and abs(got["val/loss"] - want["val/loss"]) < 1e-5
-    r = subprocess.run([sys.executable, "-m", "zoo.evaluate", str(run), "data.test_size=40", "data.data_seed=3"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "test/acc" in json.loads(r.stdout.splitlines()[-1])
+    code, out, _ = run_module("zoo.evaluate", [str(run), "data.test_size=40", "data.data_seed=3"])
+    assert code == 0 and "test/acc" in json.loads(out.splitlines()[-1])
 
 
 @pytest.mark.parametrize("task,overrides", [
     ("captioning", ["head.condition=every_step"]), ("captioning", ["head.condition=attention", "cell=gru"]),
     ("captioning", ["head.condition=first_input"]), ("translation", []),
 ])
+@pytest.mark.slow
 def test_exported_model_decodes_like_the_eager_one(tmp_path, task, overrides):
     from zoo.export import ExportedDecoder, export
 
@@ -161,3 +164,26 @@ def test_exported_model_decodes_like_the_eager_one(tmp_path, task, overrides):
         eager = lambda **d: [" ".join(model.spec.vocab.decode(r)) for r in model(*inputs, **d).tokens.tolist()]
     for decode in ({"strategy": "greedy"}, {"strategy": "beam", "beam_size": 3}):
         assert runner.run(*inputs, **decode) == eager(**decode)
+
+
+def test_every_recipe_states_a_result_that_a_benchmark_checks():
+    """Each recipe's '# Expected: <metric> >=|<= <value>' line names a metric its task reports,
+    and python -m benchmarks.quality trains that recipe and checks the claim."""
+    from benchmarks.quality import BENCHMARKS, expected, meets
+
+    benched = {b["recipe"] for b in BENCHMARKS.values()}
+    for recipe in group_options("recipe"):
+        metric, op, value = expected(recipe)
+        cfg = compose(f"recipe={recipe}", *RECIPE_DATA.get(recipe, []))
+        assert metric.startswith("test/") and metric.split("/")[1] in EXPECTED_METRICS[cfg.task._target_], (recipe, metric)
+        assert recipe in benched, f"recipes/{recipe}.yaml: no benchmark checks its Expected line"
+    assert meets(0.81, ">=", 0.8) and not meets(0.79, ">=", 0.8) and meets(1.4, "<=", 1.5)
+
+
+# what each task's runs report (per split), for the recipes' claims
+EXPECTED_METRICS = {
+    "zoo.tasks.captioning.CaptioningTask": {"bleu1", "bleu2", "bleu3", "bleu4", "cider", "loss", "ppl"},
+    "zoo.tasks.charlm.CharLMTask": {"loss", "bpc", "ppl"},
+    "zoo.tasks.labels.LabelTask": {"acc", "f1", "loss"},
+    "zoo.tasks.translation.TranslationTask": {"bleu", "chrf", "loss"},
+}
