@@ -187,3 +187,20 @@ EXPECTED_METRICS = {
     "zoo.tasks.labels.LabelTask": {"acc", "f1", "loss"},
     "zoo.tasks.translation.TranslationTask": {"bleu", "chrf", "loss"},
 }
+
+
+@pytest.mark.slow
+def test_evaluate_and_export_of_a_bare_checkpoint_write_beside_it(captioner, tmp_path):
+    """A checkpoint file outside a run folder: the results go next to it, not into its parent's parent."""
+    import shutil
+
+    models = tmp_path / "shared" / "models"
+    models.mkdir(parents=True)
+    shutil.copy(captioner / "checkpoints" / "best.ckpt", models / "captioner.ckpt")
+    assert run_module("zoo.evaluate", [str(models / "captioner.ckpt"), "split=val"])[0] == 0
+    assert run_module("zoo.export", [str(models / "captioner.ckpt")])[0] == 0
+    assert (models / "eval-val.json").is_file() and (models / "export" / "step.pt").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared"] and sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["models"]
+    # a checkpoint inside a run folder's checkpoints/: the run folder, as before
+    assert run_module("zoo.evaluate", [str(captioner / "checkpoints" / "last.ckpt"), "split=val"])[0] == 0
+    assert (captioner / "eval-val.json").is_file()
