@@ -44,7 +44,7 @@ EXPECTED = re.compile(r"^# Expected: (\S+) (>=|<=) ([0-9.]+)", re.MULTILINE)
 
 def expected(recipe: str) -> tuple[str, str, float]:
     """What a recipe says it reaches: (metric, ">=" or "<=", value), from its ``# Expected:`` line."""
-    from zoo.compose import config_dir
+    from zoo.run.configs import config_dir
 
     text = (config_dir() / "recipe" / f"{recipe}.yaml").read_text()
     m = EXPECTED.search(text)
@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s")
     from hydra import compose, initialize_config_dir
 
-    from zoo.compose import check, config_dir
-    from zoo.train import train
+    from zoo.run.checks import check
+    from zoo.run.configs import config_dir
+    from zoo.run.train import train
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=overrides, return_hydra_config=True)

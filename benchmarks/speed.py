@@ -71,7 +71,7 @@ def _task_and_data(task: str, overrides: list[str]):
     from hydra.utils import instantiate
 
     from zoo.api import compose_config
-    from zoo.train import build_task
+    from zoo.run.train import build_task
 
     cfg, _ = compose_config([f"task={task}", *overrides])
     data = instantiate(cfg.data)
@@ -149,7 +149,7 @@ def _hand_captioning(model, batch, state):
 
 def _hand_charlm(model, batch, state):
     tokens = batch["tokens"]
-    out, state = model.rnn(model.encoder(tokens[:, :-1]), state=state)
+    out, state, _ = model.recurrence(model.encoder(tokens[:, :-1]), state=state)
     state = [tuple(t.detach() for t in s) if isinstance(s, tuple) else s.detach() for s in state]
     logits = model.head(out)
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten()), state
@@ -162,43 +162,50 @@ def bench_overhead() -> None:
 
 
 # -- 2. fused kernels, and the step loop ----------------------------------------------------------
-def bench_fused(B: int = 64, T: int = 100, H: int = 256) -> None:
+def _recurrence(name: str, H: int, **options):
+    """The Recurrence ``cell=<name>`` builds, H wide, over H inputs (options: extra_size, fused, compile)."""
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    from zoo.compose import config_dir
+    from zoo.api import compose_config
+    from zoo.recurrence import build
+
+    cfg, _ = compose_config([f"cell={name}", f"cell.hidden_size={H}"])
+    return build(instantiate(cfg.cell), input_size=H, **options).to(ARGS.device)
+
+
+def bench_fused(B: int = 64, T: int = 100, H: int = 256) -> None:
+    from zoo.recurrence import Constant
 
     print(f"2. fused kernels (B={B}, T={T}, I=H={H}, forward + backward)")
     x = torch.randn(B, T, H, device=ARGS.device)
     for name, kernel in (("rnn", torch.nn.RNN), ("lstm", torch.nn.LSTM), ("gru", torch.nn.GRU)):
-        rec = instantiate(OmegaConf.load(config_dir() / "cell" / f"{name}.yaml"))(input_size=H, hidden_size=H)
-        rec = rec.to(ARGS.device)
+        rec = _recurrence(name, H)
         bare = kernel(H, H, batch_first=True).to(ARGS.device)
-        zoo_step = lambda: rec(x)[0].sum().backward()
+        zoo_step = lambda: rec(x).outputs.sum().backward()
         bare_step = lambda: bare(x)[0].sum().backward()
         report(f"fused_{name}", compare(f"cell={name}", zoo_step, bare_step, label_a="zoo Recurrence (fused)",
                                         label_b=f"bare nn.{kernel.__name__}"), "(target <= 1.05)")
-    from zoo.recurrence import ConstantInput
-
-    rec = instantiate(OmegaConf.load(config_dir() / "cell" / "lstm.yaml"))(input_size=H, hidden_size=H).to(ARGS.device)
+    v = Constant(torch.randn(B, H, device=ARGS.device))  # W_ih v: the lecture's image at every step
+    loop_rec, wide_rec = _recurrence("lstm", H, extra_size=H, fused=False), _recurrence("lstm", H, extra_size=H)
     bare = torch.nn.LSTM(H, H, batch_first=True).to(ARGS.device)
-    extra = torch.randn(B, rec.gate_size, device=ARGS.device)
-    v, W_ih = torch.randn(B, H, device=ARGS.device), torch.randn(rec.gate_size, H, device=ARGS.device)
-    loop = lambda: rec(x, extra=extra)[0].sum().backward()
+    loop = lambda: loop_rec(x, extra=v).outputs.sum().backward()
     fused = lambda: bare(x)[0].sum().backward()
-    report("steploop_vs_fused", compare("lstm, a term every step", loop, fused, label_a="zoo step loop (+e_t)",
+    report("steploop_vs_fused", compare("lstm, the step loop", loop, fused, label_a="zoo step loop (+W_ih v)",
                                         label_b="fused nn.LSTM"), "(target <= 1.5)")
-    wide = lambda: rec(x, extra=ConstantInput(v, W_ih))[0].sum().backward()
+    wide = lambda: wide_rec(x, extra=v).outputs.sum().backward()
     report("every_step_vs_fused", compare("lstm, image every step", wide, fused, label_a="zoo W_ih v ([x; v] fused)",
                                           label_b="fused nn.LSTM"), "(what captioning every_step trains with)")
+    mingru = _recurrence("mingru", H)
+    report("mingru_vs_fused_lstm", compare("minGRU (a step-only cell)", lambda: mingru(x).outputs.sum().backward(),
+                                           fused, label_a="zoo step loop, autograd", label_b="fused nn.LSTM"),
+           "(a cell with only its step: no kernel, no hand-written backward)")
     if ARGS.compile:
-        compiled = instantiate(OmegaConf.load(config_dir() / "cell" / "lstm.yaml"))(
-            input_size=H, hidden_size=H, compile=True).to(ARGS.device)
-        compiled.load_state_dict(rec.state_dict())
+        compiled = _recurrence("lstm", H, extra_size=H, fused=False, compile=True)
+        compiled.load_state_dict(loop_rec.state_dict())
         t = time.perf_counter()
-        compiled(x, extra=extra)[0].sum().backward()
+        compiled(x, extra=v).outputs.sum().backward()
         print(f"  (torch.compile of the step loop: first call {time.perf_counter() - t:.1f} s)")
-        report("compiled_vs_eager_steploop", compare("lstm step loop", lambda: compiled(x, extra=extra)[0].sum().backward(),
+        report("compiled_vs_eager_steploop", compare("lstm step loop", lambda: compiled(x, extra=v).outputs.sum().backward(),
                                                      loop, label_a="compiled (cell.compile)", label_b="eager"),
                "(< 1: compiled is faster)")
 
@@ -229,7 +236,7 @@ def bench_flops(B: int = 64, T: int = 100) -> None:
     for H in (256, 512):
         rec = Recurrence(LSTMCell, input_size=H, hidden_size=H).to(ARGS.device)
         x = torch.randn(B, T, H, device=ARGS.device, requires_grad=True)  # dX counts in the 6x
-        step = lambda: rec(x)[0].sum().backward()
+        step = lambda: rec(x).outputs.sum().backward()
         for _ in range(2):
             step()
         t = statistics.median(timed(step) for _ in range(ARGS.repeats))
@@ -272,7 +279,7 @@ def bench_data() -> None:
     from hydra.utils import instantiate
 
     from zoo.api import compose_config
-    from zoo.train import build_task
+    from zoo.run.train import build_task
 
     print("5. data: a frozen resnet18's cached features / computing them on the fly (one epoch)")
     cache = tempfile.mkdtemp()

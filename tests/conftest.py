@@ -42,7 +42,7 @@ def compose(*overrides: str, choices: bool = False):
     from hydra import initialize_config_dir
     from omegaconf import open_dict
 
-    from zoo.compose import config_dir
+    from zoo.run.configs import config_dir
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = hydra_compose("config", overrides=list(overrides), return_hydra_config=True)

@@ -6,7 +6,8 @@ from conftest import compose, run_module
 from hydra.utils import get_object
 from omegaconf import OmegaConf
 
-from zoo.compose import check, config_dir, group_options
+from zoo.run.checks import check
+from zoo.run.configs import config_dir, group_options
 from zoo.errors import ConfigError
 
 GROUPS = ["task", "encoder", "cell", "head", "data", "trainer", "logger"]
@@ -22,17 +23,17 @@ def test_every_option_composes_and_names_a_target_of_its_kind(group):
     """Each option's _target_ imports and is the kind of thing its group builds."""
     import pytorch_lightning as pl
 
-    from zoo.recurrence import Recurrence
+    from zoo.cells import Cell
     from zoo.tasks.base import Task
 
     kinds = {
         "task": lambda t: issubclass(t, Task),
         "encoder": lambda t: getattr(t, "consumes", None) in ("image", "tokens"),
-        "cell": lambda t: issubclass(t, Recurrence),
+        "cell": lambda t: issubclass(t, Cell),
         "head": lambda t: getattr(t, "mode", None) in ("many_to_one", "synced", "one_to_many", "seq2seq"),
         "data": lambda t: issubclass(t, pl.LightningDataModule) and getattr(t, "provides", None) in ("image", "tokens", "frames"),
         "trainer": lambda t: t is pl.Trainer,
-        "logger": lambda t: callable(t) and t.__module__ == "zoo.loggers",
+        "logger": lambda t: callable(t) and t.__module__ == "zoo.run.loggers",
     }
     for option in group_options(group):
         cfg = compose(f"{group}={option}")
@@ -45,7 +46,7 @@ def test_task_chooses_defaults_and_each_can_be_overridden():
     cfg, choices = compose("task=captioning", choices=True)
     assert (choices["encoder"], choices["cell"], choices["head"], choices["data"]) == ("cnn", "lstm", "one_to_many", "shapes")
     cfg, choices = compose("task=captioning", "cell=gru", "encoder=resnet18", "head.condition=init", choices=True)
-    assert choices["cell"] == "gru" and cfg.cell.cell._target_.endswith("GRUCell")
+    assert choices["cell"] == "gru" and cfg.cell._target_.endswith("GRUCell")
     assert cfg.encoder._target_.endswith("ResNetEncoder") and cfg.head.condition == "init"
     assert cfg.monitor.metric == "val/cider"  # set once, by the task
     task_yaml = OmegaConf.load(config_dir() / "task" / "captioning.yaml")

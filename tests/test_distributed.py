@@ -163,7 +163,7 @@ def test_a_killed_launcher_leaves_no_rank_behind(tmp_path):
 
 
 def test_other_ranks_get_this_jobs_whole_command_line():
-    from zoo.launch import rank_command
+    from zoo.run.launch import rank_command
 
     argv = ["--config-dir", "/my conf", "-cn=exp", "-m", "task=sentiment", "cell=rnn,gru", "hydra.sweep.dir=/s"]
     cmd = rank_command(argv, ["hydra.mode=MULTIRUN", "hydra.sweep.dir=/s", "hydra.job.chdir=false",

@@ -8,7 +8,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from zoo.compose import config_dir, group_options
+from zoo.run.configs import config_dir, group_options
 from zoo.data.spec import DataSpec
 from zoo.data.vocab import Vocabulary
 from zoo.errors import ConfigError

@@ -46,7 +46,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from test_captioning_data import short_png
 
-from zoo.compose import config_dir
+from zoo.run.configs import config_dir
 from zoo.data.tagging import IGNORE
 from zoo.errors import DataError
 

@@ -1,66 +1,102 @@
-"""Head contracts for every head config, and the decoding strategies of the decoders."""
+"""Head contracts for every head config (a new head, condition or attention kind is tested by
+adding it), with every cell config, and the decoding strategies of the decoders."""
 from __future__ import annotations
 
 import functools
 
 import pytest
 import torch
-from hydra.utils import instantiate
+from conftest import compose
+from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
-from zoo.cells import GRUCell, LSTMCell, RNNCell
-from zoo.compose import config_dir
+from zoo.run.configs import config_dir, group_options
 from zoo.heads.decoding import Decoder, beam_search
 from zoo.heads.many_to_one import ManyToOneHead
 from zoo.heads.one_to_many import OneToManyDecoder
 from zoo.heads.synced import SyncedHead
 from zoo.recurrence import Recurrence
 
-V, D = 11, 7
+V, D, S = 11, 7, 5  # vocabulary, what the decoder reads, source positions
+CELLS = group_options("cell")
 
 
-def decoder(condition: str, cell=LSTMCell, layers: int = 1) -> OneToManyDecoder:
-    node = OmegaConf.load(config_dir() / "head" / "one_to_many.yaml")
-    node.update({"condition": condition, "embed_dim": 8, "dropout": 0.0})
-    rec = functools.partial(Recurrence, cell, hidden_size=9, num_layers=layers)
-    return instantiate(node)(recurrence=rec, vocab_size=V, cond_dim=D, grid_dim=D, start_id=1, end_id=2, pad_id=0)
+def decoder_cases() -> list[tuple[str, dict]]:
+    """Every decoder head config with each of its variants: (head, {option: value})."""
+    cases = []
+    for head in group_options("head"):
+        cls = get_object(OmegaConf.load(config_dir() / "head" / f"{head}.yaml")._target_)
+        if cls.mode == "one_to_many":
+            cases += [(head, {"condition": c}) for c in cls.conditions]
+        elif cls.mode == "seq2seq":
+            cases += [(head, {"attention": a}) for a in cls.attentions]
+    return cases
 
 
-def context(condition: str, B: int, requires_grad: bool = False) -> torch.Tensor:
-    """What the decoder reads: v (B, D), or a grid of 4 cells (B, 4, D) for attention."""
-    shape = (B, 4, D) if condition == "attention" else (B, D)
-    return torch.randn(*shape, requires_grad=requires_grad)
+CASES = decoder_cases()
+IDS = [f"{h}-{next(iter(o.values()))}" for h, o in CASES]
 
 
-CONDITIONS = OneToManyDecoder.conditions
+@functools.lru_cache(maxsize=None)
+def _configs(head: str, options: tuple, cell: str, layers: int):
+    cfg = compose(f"head={head}", f"cell={cell}", "cell.hidden_size=9", f"cell.num_layers={layers}",
+                  "head.embed_dim=8", "head.dropout=0.0", *(f"head.{k}={v}" for k, v in options))
+    return cfg.head, cfg.cell
 
 
-@pytest.mark.parametrize("condition", CONDITIONS)
-@pytest.mark.parametrize("cell", [RNNCell, LSTMCell, GRUCell])
-def test_one_to_many_shapes_and_gradients(condition, cell):
+def decoder(head: str, options: dict, cell: str = "lstm", layers: int = 1) -> Decoder:
+    head_cfg, cell_cfg = _configs(head, tuple(options.items()), cell, layers)
+    factory, cell_cfg = instantiate(head_cfg), instantiate(cell_cfg)
+    sizes = {"cond_dim": D, "grid_dim": D} if factory.func.mode == "one_to_many" else {"memory_dim": D}
+    return factory(cell=cell_cfg, vocab_size=V, **sizes, start_id=1, end_id=2, pad_id=0)
+
+
+def context(dec: Decoder, B: int, requires_grad: bool = False):
+    """What the decoder reads: v (B, D) or a grid (B, 4, D) (one_to_many); encoder states,
+    their mask and a summary (seq2seq)."""
+    if dec.mode == "seq2seq":
+        memory = torch.randn(B, S, D, requires_grad=requires_grad)
+        mask = torch.arange(S)[None, :] < torch.randint(2, S + 1, (B,))[:, None]
+        return memory, mask, torch.randn(B, D)
+    return torch.randn(*((B, 4, D) if dec.uses_grid else (B, D)), requires_grad=requires_grad)
+
+
+def teacher_forced(dec: Decoder, ctx, tokens: torch.Tensor) -> torch.Tensor:
+    return dec(*ctx, tokens) if isinstance(ctx, tuple) else dec(ctx, tokens)
+
+
+def one(ctx, i: int):
+    return tuple(c[i:i + 1] for c in ctx) if isinstance(ctx, tuple) else ctx[i:i + 1]
+
+
+@pytest.mark.parametrize("head,options", CASES, ids=IDS)
+@pytest.mark.parametrize("cell", CELLS)
+def test_decoder_shapes_and_gradients(head, options, cell):
     torch.manual_seed(0)
-    dec = decoder(condition, cell, layers=2)
-    v = context(condition, 3, requires_grad=True)
+    dec = decoder(head, options, cell, layers=2)
+    ctx = context(dec, 3, requires_grad=True)
     tokens = torch.randint(3, V, (3, 5))
-    logits = dec(v, tokens)
+    logits = teacher_forced(dec, ctx, tokens)
     assert logits.shape == (3, 5, V)
     logits.sum().backward()
-    assert v.grad.abs().sum() > 0  # the image reaches the words
+    read = ctx[0] if isinstance(ctx, tuple) else ctx
+    if options.get("attention") != "none" or dec.mode == "one_to_many":
+        assert read.grad.abs().sum() > 0  # what the decoder reads reaches the words
     for name, p in dec.named_parameters():
         if name == "embed.weight":
             continue  # only the rows of seen tokens
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("condition", CONDITIONS)
-def test_generation_steps_agree_with_teacher_forcing(condition):
+@pytest.mark.parametrize("head,options", CASES, ids=IDS)
+def test_generation_steps_agree_with_teacher_forcing(head, options):
     """Feeding the generated tokens back through forward() gives the same scores as generating."""
     torch.manual_seed(1)
-    dec = decoder(condition, layers=2).eval()
-    v = context(condition, 4)
-    out = dec.generate(v, strategy="greedy", max_len=6)
+    dec = decoder(head, options, layers=2).eval()
+    ctx = context(dec, 4)
+    out = dec.generate(ctx, strategy="greedy", max_len=6)
     start = torch.full((4, 1), dec.start_id)
-    logits = dec(v, torch.cat([start, out.tokens], 1))[:, :-1]
+    logits = teacher_forced(dec, ctx, torch.cat([start, out.tokens], 1))[:, :-1]
     logits[..., [dec.pad_id, dec.start_id]] = float("-inf")  # never generated
     assert torch.equal(logits.argmax(-1)[out.tokens != 0], out.tokens[out.tokens != 0])
 
@@ -69,32 +105,32 @@ def test_generation_reads_a_table_of_word_projections_that_follows_the_weights()
     """Generating, layer 0's input projection is a row of a cached (V, G) table; it equals the
     matmul, and an optimizer step (weights changed in place) makes a new table."""
     torch.manual_seed(3)
-    dec = decoder("every_step").eval()
+    dec = decoder("one_to_many", {"condition": "every_step"}).eval()
     tokens = torch.tensor([1, 5, 0, 7])
     with torch.no_grad():
-        fresh = dec.rnn.cells[0].project_input(dec.embed(tokens))
+        fresh = dec.recurrence.project_input(dec.embed(tokens))
         torch.testing.assert_close(dec._step_input(tokens), fresh)
-        table = dec._word_table()
-        assert table.shape == (V, dec.rnn.gate_size)
+        table = dec.recurrence.input_table(dec.embed.weight)
+        assert table.shape == (V, dec.recurrence.cells[0].gate_size)
         dec._step_input(tokens)
-        assert dec._word_table() is table  # kept while the weights stay
+        assert dec.recurrence.input_table(dec.embed.weight) is table  # kept while the weights stay
     opt = torch.optim.SGD(dec.parameters(), lr=0.5)
     dec.train()
-    dec(context("every_step", 2), torch.randint(3, V, (2, 4))).sum().backward()
+    dec(context(dec, 2), torch.randint(3, V, (2, 4))).sum().backward()
     opt.step()
     dec.eval()
     with torch.no_grad():
-        torch.testing.assert_close(dec._step_input(tokens), dec.rnn.cells[0].project_input(dec.embed(tokens)))
-        assert dec._word_table() is not table
+        torch.testing.assert_close(dec._step_input(tokens), dec.recurrence.project_input(dec.embed(tokens)))
+        assert dec.recurrence.input_table(dec.embed.weight) is not table
 
 
-@pytest.mark.parametrize("condition", CONDITIONS)
-def test_every_strategy_stops_at_end_or_max_len(condition):
+@pytest.mark.parametrize("head,options", CASES, ids=IDS)
+def test_every_strategy_stops_at_end_or_max_len(head, options):
     torch.manual_seed(2)
-    dec = decoder(condition).eval()
-    v = context(condition, 5)
+    dec = decoder(head, options).eval()
+    ctx = context(dec, 5)
     for strategy in ("greedy", "sample", "beam"):
-        g = dec.generate(v, strategy=strategy, max_len=4, beam_size=3, temperature=0.7)
+        g = dec.generate(ctx, strategy=strategy, max_len=4, beam_size=3, temperature=0.7)
         assert g.tokens.shape[0] == 5 and g.tokens.shape[1] <= 5
         for row, n in zip(g.tokens.tolist(), g.lengths.tolist()):
             assert 0 not in row[:n] and 1 not in row[:n]  # no <PAD>/<START> inside a caption
@@ -150,16 +186,17 @@ def test_beam_stops_when_every_best_beam_has_ended_with_the_same_result():
     torch.testing.assert_close(early.scores, full.scores)
 
 
-@pytest.mark.parametrize("condition", CONDITIONS)
-def test_batched_beam_equals_one_at_a_time(condition):
-    """All images and beams in one tensor (per-image state such as the attention grid is not
-    reordered: each image's beams stay in one block) = one image at a time."""
+@pytest.mark.parametrize("head,options", CASES, ids=IDS)
+@pytest.mark.parametrize("cell", CELLS)
+def test_batched_beam_equals_one_at_a_time(head, options, cell):
+    """All inputs and beams in one tensor (per-input state such as the attention grid is not
+    reordered: each input's beams stay in one block) = one input at a time."""
     torch.manual_seed(3)
-    dec = decoder(condition, GRUCell, layers=2).eval()
-    v = context(condition, 6)
-    batched = dec.generate(v, strategy="beam", beam_size=4, max_len=7)
+    dec = decoder(head, options, cell, layers=2).eval()
+    ctx = context(dec, 6)
+    batched = dec.generate(ctx, strategy="beam", beam_size=4, max_len=7)
     for i in range(6):
-        single = dec.generate(v[i:i + 1], strategy="beam", beam_size=4, max_len=7)
+        single = dec.generate(one(ctx, i), strategy="beam", beam_size=4, max_len=7)
         n = single.tokens.shape[1]
         assert batched.tokens[i, :n].tolist() == single.tokens[0].tolist()
         torch.testing.assert_close(batched.scores[i], single.scores[0], rtol=1e-5, atol=1e-5)
@@ -167,7 +204,7 @@ def test_batched_beam_equals_one_at_a_time(condition):
 
 def test_beam_of_one_is_greedy():
     torch.manual_seed(4)
-    dec = decoder("init").eval()
+    dec = decoder("one_to_many", {"condition": "init"}).eval()
     v = torch.randn(5, D)
     g = dec.generate(v, strategy="greedy", max_len=6)
     b = dec.generate(v, strategy="beam", beam_size=1, max_len=6)
@@ -176,7 +213,7 @@ def test_beam_of_one_is_greedy():
 
 def test_sampling_temperature_is_seeded_and_sharpens():
     torch.manual_seed(5)
-    dec = decoder("init").eval()
+    dec = decoder("one_to_many", {"condition": "init"}).eval()
     v = torch.randn(64, D)
     a = dec.generate(v, strategy="sample", temperature=1.0, generator=torch.Generator().manual_seed(0))
     b = dec.generate(v, strategy="sample", temperature=1.0, generator=torch.Generator().manual_seed(0))
@@ -188,23 +225,25 @@ def test_sampling_temperature_is_seeded_and_sharpens():
 
 def test_unknown_strategy_or_condition_is_a_clear_error():
     with pytest.raises(ValueError, match="greedy, sample or beam"):
-        decoder("init").generate(torch.zeros(1, D), strategy="nucleus")
+        decoder("one_to_many", {"condition": "init"}).generate(torch.zeros(1, D), strategy="nucleus")
     with pytest.raises(ValueError, match="head.condition"):
-        decoder("sideways")
+        OneToManyDecoder(instantiate(compose("cell=lstm").cell), V, D, condition="sideways")
     with pytest.raises(ValueError, match="bidirectional"):
-        OneToManyDecoder(functools.partial(Recurrence, LSTMCell, bidirectional=True), V, D)
+        OneToManyDecoder(instantiate(compose("cell=lstm", "cell.bidirectional=true").cell), V, D)
 
 
 @pytest.mark.parametrize("pool", ManyToOneHead.pools)
 @pytest.mark.parametrize("directions", [1, 2])
 def test_many_to_one_pools_only_real_steps(pool, directions):
     torch.manual_seed(6)
+    from zoo.cells import LSTMCell
+
     rec = Recurrence(LSTMCell, input_size=4, hidden_size=5, bidirectional=directions == 2)
     head = ManyToOneHead(rec.output_size, 3, directions=directions, pool=pool)
     x = torch.randn(1, 3, 4)
     padded = torch.cat([x, torch.randn(1, 4, 4)], 1)
-    alone = head(*(rec(x, torch.tensor([3]))[0], torch.tensor([3])))
-    inside = head(rec(padded, torch.tensor([3]))[0], torch.tensor([3]))
+    alone = head(rec(x, torch.tensor([3])).outputs, torch.tensor([3]))
+    inside = head(rec(padded, torch.tensor([3])).outputs, torch.tensor([3]))
     torch.testing.assert_close(alone, inside)
     assert alone.shape == (1, 3)
 

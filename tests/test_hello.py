@@ -23,19 +23,19 @@ def test_vanilla_rnn_learns_hello():
     params = list(rnn.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr=0.05)
     for _ in range(150):  # backpropagation through time over the 4 steps
-        logits = head(rnn(x)[0])  # (1, 4, 4)
+        logits = head(rnn(x).outputs)  # (1, 4, 4)
         loss = torch.nn.functional.cross_entropy(logits.view(-1, 4), target.view(-1))
         opt.zero_grad()
         loss.backward()
         opt.step()
-    predicted = "".join(VOCAB[i] for i in head(rnn(x)[0]).argmax(-1)[0])
+    predicted = "".join(VOCAB[i] for i in head(rnn(x).outputs).argmax(-1)[0])
     assert predicted == "ello"  # the two "l" inputs get different outputs: only the state tells them apart
     assert loss.item() < 0.05
 
     # and generation: feed each prediction back in, starting from "h"
     state, ch, out = rnn.init_state(1), "h", ""
     for _ in range(4):
-        h, state = rnn.step(one_hot(ch), state)
+        h, state, _ = rnn.step(one_hot(ch), state)
         ch = VOCAB[head(h.unsqueeze(1))[0, 0].argmax()]
         out += ch
     assert out == "ello"
@@ -53,7 +53,7 @@ def test_without_recurrence_hello_is_impossible():
     target = torch.tensor([[VOCAB.index(c) for c in "ello"]])
     opt = torch.optim.Adam([p for p in list(rnn.parameters()) + list(head.parameters()) if p.requires_grad], lr=0.05)
     for _ in range(150):
-        loss = torch.nn.functional.cross_entropy(head(rnn(x)[0]).view(-1, 4), target.view(-1))
+        loss = torch.nn.functional.cross_entropy(head(rnn(x).outputs).view(-1, 4), target.view(-1))
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -7,7 +7,7 @@ import json
 
 from conftest import compose
 
-from zoo.train import train
+from zoo.run.train import train
 
 pytestmark = pytest.mark.slow  # trainings that must learn: seconds to a minute each
 

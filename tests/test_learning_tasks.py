@@ -11,10 +11,10 @@ import math
 import torch
 from conftest import QUIET, compose
 
-import zoo.train
+import zoo.run.train
 from zoo.data.stories import make_text
 from zoo.data.tag_grammar import make_sentences
-from zoo.train import train
+from zoo.run.train import train
 
 pytestmark = pytest.mark.slow  # trainings that must learn: seconds to a minute each
 
@@ -45,17 +45,17 @@ def test_tagger_beats_the_one_word_at_a_time_baseline(tmp_path):
 def test_video_rnn_beats_a_per_frame_classifier(tmp_path, monkeypatch):
     common = ["task=video", "data.train_size=600", "data.val_size=150", "data.test_size=150", "trainer.max_epochs=6"]
     with_memory = run(tmp_path, "rnn", *common)
-    real_build = zoo.train.build_task
+    real_build = zoo.run.train.build_task
 
     def without_recurrence(cfg, spec):  # a vanilla cell with W_hh = 0, frozen: h_t = tanh(W_xh x_t + b)
         task = real_build(cfg, spec)
-        for cell in task.rnn.cells:
+        for cell in task.recurrence.cells:
             with torch.no_grad():
                 cell.W_hh.zero_()
             cell.W_hh.requires_grad_(False)
         return task
 
-    monkeypatch.setattr(zoo.train, "build_task", without_recurrence)
+    monkeypatch.setattr(zoo.run.train, "build_task", without_recurrence)
     per_frame = run(tmp_path, "frame", *common, "cell=rnn")  # (an LSTM would still remember through c)
     assert per_frame["test/acc"] < 0.6  # one frame cannot show a motion
     assert with_memory["test/acc"] > per_frame["test/acc"] + 0.25

@@ -122,7 +122,7 @@ def _tiny(args: list[str]) -> list[str]:
 
 
 # commands that need the network here: they must stop with a message that says what to do
-OFFLINE = {"data.name=mnist": "offline", "encoder=resnet18": "encoder.pretrained=false"}
+OFFLINE = {"data.name=mnist": "Offline", "encoder=resnet18": "encoder.pretrained=false"}
 
 
 def _real_data(args: list[str]) -> list[str]:
@@ -132,7 +132,7 @@ def _real_data(args: list[str]) -> list[str]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """One small trained run per task the README's examples use, and what they read."""
-    from zoo.train import train
+    from zoo.run.train import train
 
     root = tmp_path_factory.mktemp("readme-runs")
     made = {}
@@ -174,7 +174,7 @@ def _folder_args(args: list[str], tmp_path: Path) -> list[str]:
 
 def _compose_only(args: list[str]) -> None:
     """What can be checked without the hardware: the config composes and passes the checks."""
-    from zoo.compose import check
+    from zoo.run.checks import check
 
     cfg, choices = compose(*[a for a in _first_job(args) if not a.startswith("hydra.run.dir")], choices=True)
     check(cfg, choices)
@@ -311,4 +311,4 @@ def test_readme_python_api_block(runs, tmp_path):
         scope: dict = {}
         exec(compile(code, "README.md", "exec"), scope)
         assert isinstance(scope["model"].predict_inputs([str(root / "photo.jpg")])[0]["caption"], str)
-        assert type(scope["untrained"].decoder.rnn.cells[0]).__name__ == "GRUCell"
+        assert type(scope["untrained"].decoder.recurrence.cells[0]).__name__ == "GRUCell"

@@ -89,7 +89,7 @@ def _run_folder(tmp_path, config) -> "Path":
 def test_resume_with_another_trainer_changes_only_what_was_named(tmp_path):
     """trainer=ddp brings its strategy and devices, and leaves the run's own epochs and clipping
     (a char_rnn run resumed with trainer=ddp must not get the default task's max_epochs=6)."""
-    from zoo.resume import resume_config
+    from zoo.run.resume import resume_config
 
     saved = compose("recipe=char_rnn", "data.path=x.txt")
     run_dir = _run_folder(tmp_path, saved)
@@ -100,7 +100,7 @@ def test_resume_with_another_trainer_changes_only_what_was_named(tmp_path):
     assert cfg.trainer.gradient_clip_val == saved.trainer.gradient_clip_val
     assert cfg.trainer.strategy._target_.endswith("DDPStrategy") and cfg.trainer.devices == 2
     assert cfg.trainer.accelerator == "cpu"
-    assert cfg.logger._target_ == "zoo.loggers.wandb_loggers"  # another kind of logger: the node is replaced
+    assert cfg.logger._target_ == "zoo.run.loggers.wandb_loggers"  # another kind of logger: the node is replaced
     assert OmegaConf.to_container(cfg.cell) == OmegaConf.to_container(saved.cell)
 
 

@@ -16,16 +16,16 @@ import torch
 from conftest import ROOT, TINY_CAPTIONING, check_metrics, compose, run_zoo
 from PIL import Image
 
-from zoo.compose import group_options
+from zoo.run.configs import group_options
 from zoo.data.captioning import CaptioningData
 from zoo.errors import TrainingDiverged
 from zoo.tasks import feature_cache
-from zoo.train import train
+from zoo.run.train import train
 
 
 @pytest.mark.parametrize("cell", group_options("cell"))
 @pytest.mark.parametrize("encoder", ["cnn", "resnet18"])
-@pytest.mark.parametrize("condition", ["init", "every_step", "first_input"])
+@pytest.mark.parametrize("condition", ["every_step", "attention"])  # the fused kernel; the step loop
 def test_fast_dev_run_every_cell_encoder_and_condition(tmp_path, cell, encoder, condition):
     extra = ["encoder.pretrained=false", "encoder.input_size=64"] if encoder != "cnn" else ["encoder.channels=[8,16]", "encoder.fc=[32]"]
     overrides = [o for o in TINY_CAPTIONING if not o.startswith("encoder.")]
@@ -112,7 +112,7 @@ def test_frozen_encoder_does_not_change(tmp_path):
                   f"paths.cache_dir={tmp_path}")
     train(cfg, run_dir=tmp_path / "run", name="frozen")
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
-    from zoo.train import build_task
+    from zoo.run.train import build_task
     torch.manual_seed(cfg.seed)  # the untrained encoder of the same seed
     from zoo.data.shapes import ShapesCaptions  # noqa: F401
     enc_keys = [k for k in ckpt["state_dict"] if k.startswith("encoder.") and "running" not in k and "num_batches" not in k]

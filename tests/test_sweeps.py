@@ -26,15 +26,15 @@ from test_distributed import clean_env, zoo
 QUICK = [*TINY["sentiment"], "trainer.max_epochs=1"]
 README_OPTUNA = ["-m", "task=sentiment", "hparams_search=optuna"]  # README, "Sweeps", as written
 
-# `python -m zoo` with zoo.train replaced by a scripted objective: by trial number, a value to
+# `python -m zoo` with zoo.run.train replaced by a scripted objective: by trial number, a value to
 # return (written to metrics.json, as train() does), "nan", "raise", or "hang" (until killed).
-# Everything else is real: Hydra, the sweeper, the launcher, sqlite; only zoo.compose.check, which
+# Everything else is real: Hydra, the sweeper, the launcher, sqlite; only zoo.run.checks.check, which
 # imports every model part (seconds of torch imports), is left out.
 SCRIPTED = """
 import json, math, os, sys, time, types
 from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
-import zoo.compose
+import zoo.run.checks
 
 def train(cfg):
     hc = HydraConfig.get()
@@ -50,9 +50,9 @@ def train(cfg):
     (out / "metrics.json").write_text(json.dumps({cfg.monitor.metric: value}))
     return value
 
-sys.modules["zoo.train"] = types.ModuleType("zoo.train")
-sys.modules["zoo.train"].train = train
-zoo.compose.check = lambda cfg, choices: None
+sys.modules["zoo.run.train"] = types.ModuleType("zoo.run.train")
+sys.modules["zoo.run.train"].train = train
+zoo.run.checks.check = lambda cfg, choices: None
 sys.argv[0] = "zoo"
 from zoo.__main__ import main
 main()
@@ -251,7 +251,7 @@ def test_search_space_from_params_and_the_command_line():
 
 
 def test_summary_lists_a_broken_metrics_file_and_ranks_the_others(tmp_path):
-    from zoo.sweep_summary import write_summary
+    from zoo.run.sweep_summary import write_summary
 
     def run(name, metrics: str | None):
         folder = tmp_path / name

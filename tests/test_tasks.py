@@ -9,9 +9,10 @@ import torch
 from conftest import TINY, check_metrics, compose
 from hydra.utils import instantiate
 
-from zoo.compose import check, group_options
+from zoo.run.checks import check
+from zoo.run.configs import group_options
 from zoo.errors import ConfigError
-from zoo.train import build_task, train
+from zoo.run.train import build_task, train
 
 TASKS = group_options("task")
 EXPECTED = {
@@ -37,6 +38,47 @@ def test_fast_dev_run_every_task_and_cell(tmp_path, task, cell):
     train(cfg, run_dir=tmp_path, name="fdr")
     check_metrics(json.loads((tmp_path / "metrics.json").read_text()), EXPECTED[task])
     assert json.loads((tmp_path / "data_spec.json").read_text())  # vocabularies / labels saved with the run
+
+
+def head_cases() -> list[tuple[str, str, str | None]]:
+    """(task, head, head option) for every head config a task's mode and data take, with each of
+    the head's variants (condition, attention, pool): a new head or variant is run here."""
+    from hydra.utils import get_object
+    from omegaconf import OmegaConf
+
+    from zoo.run.configs import config_dir
+
+    cases = []
+    for task in TASKS:
+        cfg = compose(f"task={task}")
+        modes, label_mode = get_object(cfg.task._target_).modes, getattr(get_object(cfg.data._target_), "label_mode", None)
+        for head in group_options("head"):
+            cls = get_object(OmegaConf.load(config_dir() / "head" / f"{head}.yaml")._target_)
+            if cls.mode not in modes or (label_mode and cls.mode != label_mode):
+                continue
+            key, values = next(((k, getattr(cls, k + "s")) for k in ("condition", "attention", "pool")
+                                if hasattr(cls, k + "s")), (None, [None]))
+            cases += [(task, head, f"head.{key}={v}" if key else None) for v in values]
+    return cases
+
+
+@pytest.mark.parametrize("task,head,option", head_cases())
+def test_every_head_and_variant_runs_in_every_task_it_fits(tmp_path, task, head, option):
+    extra = ["encoder=cnn", "encoder.channels=[8,16]"] if option == "head.condition=attention" else []
+    cfg, choices = compose(f"task={task}", f"head={head}", *([option] if option else []), "trainer.fast_dev_run=true",
+                           *TINY[task], *extra, choices=True)
+    check(cfg, choices)
+    train(cfg, run_dir=tmp_path, name="head")
+    check_metrics(json.loads((tmp_path / "metrics.json").read_text()), EXPECTED[task])
+
+
+def test_the_head_registry_covers_every_mode_and_variant():
+    cases = head_cases()
+    assert {("captioning", f"head.condition={c}") for c in ("init", "every_step", "first_input", "attention")} <= {
+        (t, o) for t, _, o in cases}
+    assert {o for t, _, o in cases if t == "translation"} == {f"head.attention={a}" for a in ("none", "additive", "multiplicative")}
+    assert {h for t, h, _ in cases if t in ("tagging", "video", "charlm")} == {"synced"}
+    assert {o for t, _, o in cases if t == "sentiment"} == {f"head.pool={p}" for p in ("last", "mean", "max")}
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -124,7 +166,7 @@ def test_charlm_carries_a_detached_state_across_batches(tmp_path):
     model.eval()
     with torch.no_grad():
         x = torch.cat([batches[0]["tokens"][:, :-1], batches[1]["tokens"]], 1)
-        out, _ = model.rnn(model.encoder(x[:, :-1]))
+        out = model.recurrence(model.encoder(x[:, :-1])).outputs
         both = torch.nn.functional.cross_entropy(model.head(out)[:, -20:].flatten(0, 1), x[:, -20:].flatten())
         model._stream_step("val", batches[0])
         second = model._stream_step("val", batches[1])

@@ -11,8 +11,8 @@ from conftest import TINY, compose, run_module
 from omegaconf import OmegaConf
 
 import zoo
-from zoo.train import train
-from zoo.trust import UntrustedConfig, check_targets, shipped_targets
+from zoo.run.train import train
+from zoo.run.trust import UntrustedConfig, check_targets, shipped_targets
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def _plant(config: dict, where: str, payload: dict) -> None:
 
 
 # each a place where instantiate would reach: a component, an optimizer's argument, inside _args_
-PLACES = ["encoder", "optimizer", "data", "cell.cell", "scheduler", "logger", "trainer.strategy",
+PLACES = ["encoder", "optimizer", "data", "cell", "scheduler", "logger", "trainer.strategy",
           "encoder._args_[0]"]
 
 
@@ -99,7 +99,7 @@ def test_a_genuine_checkpoint_loads_and_the_users_own_targets_can_be_allowed(gen
 
 def test_the_allowlist_is_what_the_shipped_configs_build():
     targets = shipped_targets()
-    assert "zoo.tasks.captioning.CaptioningTask" in targets and "zoo.loggers.wandb_loggers" in targets
+    assert "zoo.tasks.captioning.CaptioningTask" in targets and "zoo.run.loggers.wandb_loggers" in targets
     assert not any(t.startswith(("os.", "shutil.", "builtins.", "subprocess.")) for t in targets)
     for bad in ("os.system", "builtins.eval", "torch.save", "zoo.export.export", "torch.optim.Optimizer.zero_grad"):
         with pytest.raises(UntrustedConfig):

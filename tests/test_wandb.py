@@ -11,7 +11,7 @@ from conftest import TINY, compose
 from wandb_offline import read_run
 
 from zoo.tasks.charlm import CharLMTask
-from zoo.train import train
+from zoo.run.train import train
 
 
 def offline_run(folder) -> dict:

@@ -15,16 +15,16 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from zoo.compose import config_dir, group_options, quote_value, unquote_value
+from zoo.run.configs import config_dir, group_options, quote_value, unquote_value
 from zoo.errors import ZooError
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _run(cfg: DictConfig) -> float:
-    from zoo.compose import check
+    from zoo.run.checks import check
 
     check(cfg, dict(HydraConfig.get().runtime.choices))
-    from zoo.train import train
+    from zoo.run.train import train
 
     return train(cfg)
 
@@ -80,7 +80,7 @@ def _adjust_argv(argv: list[str]) -> list[str]:
 
 def main() -> None:
     if os.environ.get("ZOO_PARENT_PID"):  # a rank started by the zoo's DDP launcher: end with rank 0
-        from zoo.launch import watch_parent
+        from zoo.run.launch import watch_parent
 
         watch_parent()
     sys.argv[1:] = _adjust_argv(sys.argv[1:])

@@ -5,7 +5,7 @@ A checkpoint carries the resolved config and the data spec (vocabularies, label 
 shape), so loading needs no config files and no data. It is read with
 ``torch.load(weights_only=True)``: tensors and plain containers only, never pickled code; a
 truncated, tampered or foreign file gives a clear error. Its config is checked before anything
-is built from it: every ``_target_`` must be one the zoo builds (:mod:`zoo.trust`).
+is built from it: every ``_target_`` must be one the zoo builds (:mod:`zoo.run.trust`).
 """
 from __future__ import annotations
 
@@ -58,8 +58,8 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
 def load(path: str | Path, map_location: str = "cpu"):
     """A trained task (a LightningModule in eval mode) from a checkpoint file or a run folder."""
     from zoo.data.spec import DataSpec
-    from zoo.train import build_task
-    from zoo.trust import check_targets
+    from zoo.run.train import build_task
+    from zoo.run.trust import check_targets
 
     ckpt = read_checkpoint(path, map_location)
     if not isinstance(ckpt["zoo"].get("config"), dict):
@@ -81,7 +81,7 @@ def compose_config(overrides: list[str]) -> tuple[DictConfig, dict]:
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    from zoo.compose import config_dir
+    from zoo.run.configs import config_dir
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=overrides, return_hydra_config=True)
@@ -96,8 +96,8 @@ def build(task: str = "captioning", *, overrides: list[str] | tuple[str, ...] = 
     overrides=["cell.hidden_size=64"])``. Sizes come from the config's data set (its vocabulary)."""
     from hydra.utils import instantiate
 
-    from zoo.compose import check
-    from zoo.train import build_task
+    from zoo.run.checks import check
+    from zoo.run.train import build_task
 
     cfg, choices = compose_config([f"task={task}", *(f"{k}={v}" for k, v in groups.items()), *overrides])
     check(cfg, choices)

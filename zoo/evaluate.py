@@ -26,7 +26,7 @@ def data_config(trained: dict, overrides: list[str]):
     """The data config: the model's, with ``data=NAME`` / ``data.key=value`` overrides applied."""
     from omegaconf import OmegaConf
 
-    from zoo.compose import config_dir
+    from zoo.run.configs import config_dir
     from zoo.errors import ConfigError
 
     data = OmegaConf.create(trained["data"])

@@ -82,53 +82,15 @@ class _Step(nn.Module):
         return (logits, *flatten(new))
 
 
-class _CaptionEncoder(nn.Module):
-    def __init__(self, encoder: nn.Module, grid: bool) -> None:
-        super().__init__()
-        self.encoder, self.grid = encoder, grid
-
-    def forward(self, images: Tensor) -> Tensor:
-        from zoo.tasks.captioning import image_features
-
-        return image_features(self.encoder, images, self.grid)
-
-
-class _TracedSource(nn.Module):
-    """The translation source encoder with its recurrence as one torch RNN op, so the trace
-    holds for any source length (a traced step loop would fix the length it was traced at)."""
-
-    def __init__(self, source) -> None:
-        super().__init__()
-        self.source, self.kernel = source, source.rnn.as_torch_module()
-
-    def forward(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        from zoo.recurrence import run_kernel
-
-        rnn = self.source.rnn  # for the state layout and the summary only
-        hx = rnn.cells[0].to_fused_state(rnn.init_state(src.shape[0], device=src.device))
-        memory, final = run_kernel(self.kernel, None, self.source.embed(src), lengths, hx, rnn.cells[0].from_fused_state)
-        return self.source.outputs(memory, final, src, lengths)
-
-
 def export(model, out: Path) -> Path:
-    """Trace a trained captioning or translation model into ``out``."""
-    from zoo.errors import ZooError
-
-    kind = type(model).__name__
+    """Trace a trained generating model (captioning, translation) into ``out``. The task says what
+    its decoder reads (``export_encoder``); the decoder's start and step are the same for all."""
     model = model.eval()
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     with torch.no_grad():
-        if kind == "CaptioningTask":
-            example = (torch.rand(2, *model.spec.image_shape),)
-            encoder = _CaptionEncoder(model.encoder, model.decoder.uses_grid)
-            vocab = model.spec.vocab
-        elif kind == "TranslationTask":
-            example = (torch.randint(4, len(model.spec.src_vocab), (2, 7)), torch.tensor([7, 4]))
-            encoder = _TracedSource(model.source)
-            vocab = model.spec.vocab
-        else:
-            raise ZooError(f"export covers the generating tasks (captioning, translation), not {kind}")
+        encoder, example, extra_meta = model.export_encoder()
+        vocab = model.spec.vocab
         context = encoder(*example)
         context = context if isinstance(context, tuple) else (context,)
         state = model.decoder.start(context if len(context) > 1 else context[0])
@@ -141,7 +103,7 @@ def export(model, out: Path) -> Path:
         }
     for name, module in traced.items():
         torch.jit.save(module, str(out / f"{name}.pt"))
-    meta = {"task": kind, "vocab": vocab.itos, "start_id": vocab.start_id, "end_id": vocab.end_id,
+    meta = {"task": type(model).__name__, **extra_meta, "vocab": vocab.itos, "start_id": vocab.start_id, "end_id": vocab.end_id,
             "pad_id": vocab.pad_id, "max_len": model.max_len, "state": spec, "context_inputs": len(context),
             "decode": model.decode, "image_shape": list(model.spec.image_shape or []),
             "src_vocab": model.spec.src_vocab.itos if model.spec.src_vocab else None}
@@ -177,6 +139,11 @@ class ExportedDecoder(Decoder):
     @torch.no_grad()
     def run(self, *inputs: Tensor, **decode: Any) -> list[str]:
         """Captions of images (B, 3, H, W), or translations of (src ids (B, S), lengths (B,))."""
+        longest = self.meta.get("max_source_len")  # a step loop traced over that many steps
+        if longest is not None and inputs[0].shape[1] > longest:
+            from zoo.errors import ZooError
+
+            raise ZooError(f"sources of up to {longest} tokens: this export traced its step loop over {longest} steps")
         context = self.encoder(*inputs)
         options = {**self.meta["decode"], **decode}
         out = self.generate(context, max_len=self.meta["max_len"], **options)

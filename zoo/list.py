@@ -10,7 +10,7 @@ import sys
 
 from omegaconf import OmegaConf
 
-from zoo.compose import config_dir, group_options
+from zoo.run.configs import config_dir, group_options
 
 GROUPS = ("task", "recipe", "encoder", "cell", "head", "data", "trainer", "logger", "hparams_search")
 TITLES = {"data": "data sets", "hparams_search": "hyperparameter searches"}

@@ -20,17 +20,6 @@ import json
 import sys
 
 
-def _decode_options(args: argparse.Namespace) -> dict:
-    opts: dict = {}
-    if args.sample:
-        opts.update(strategy="sample", temperature=args.temperature if args.temperature is not None else 1.0)
-    elif args.greedy:
-        opts["strategy"] = "greedy"
-    elif args.beam:
-        opts.update(strategy="beam", beam_size=args.beam)
-    return opts
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m zoo.predict", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,10 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     inputs = args.inputs or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    task = type(model).__name__
-    options = _decode_options(args) if task in ("CaptioningTask", "TranslationTask") else {}
-    if task == "CharLMTask":
-        options = {k: v for k, v in (("length", args.length), ("temperature", args.temperature)) if v is not None}
+    options = model.predict_options(beam=args.beam, greedy=args.greedy, sample=args.sample,
+                                    temperature=args.temperature, length=args.length)  # what this task takes of them
     failed = 0
     for result in model.predict_inputs(inputs, **options):
         failed += "error" in result

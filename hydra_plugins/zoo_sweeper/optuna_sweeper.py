@@ -3,7 +3,7 @@
 Each batch of ``n_jobs`` trials is asked from the study, run through Hydra's launcher (so the
 zoo's DDP-per-job and the submitit launcher work as in any sweep) and told back:
 
-- a finite objective (what ``zoo.train.train()`` returns: the monitored metric) -> COMPLETE;
+- a finite objective (what ``zoo.run.train.train()`` returns: the monitored metric) -> COMPLETE;
 - NaN, inf, no number, or a job that raised (Hydra's JobReturn FAILED) -> FAIL, with the reason
   in the trial's ``fail_reason`` attribute and the traceback in ``error.txt`` in its folder;
   the search goes on until more than ``max_failure_rate * n_trials`` trials failed, then it

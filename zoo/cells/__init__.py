@@ -2,6 +2,7 @@
 from zoo.cells.base import Cell, CellState
 from zoo.cells.gru import GRUCell
 from zoo.cells.lstm import LSTMCell
+from zoo.cells.mingru import MinGRUCell
 from zoo.cells.rnn import RNNCell
 
-__all__ = ["Cell", "CellState", "RNNCell", "LSTMCell", "GRUCell"]
+__all__ = ["Cell", "CellState", "RNNCell", "LSTMCell", "GRUCell", "MinGRUCell"]

@@ -1,8 +1,6 @@
 """The GRU cell (Cho et al.), in torch's nn.GRU formulation."""
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
@@ -19,16 +17,24 @@ class GRUCell(Cell):
         h_t = (1 - z) * n + z * h_{t-1}
 
     ``b_hn`` is the one bias that cannot be folded into ``b``: the reset gate scales it.
+    Extras: torch's ``nn.GRU`` kernel, a hand-written backward step.
     """
 
     gates = 3
     fused_kernel = nn.GRU
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
-        super().__init__(input_size, hidden_size)
-        self.b_hn = nn.Parameter(torch.empty(hidden_size))
-        bound = 1.0 / math.sqrt(hidden_size)
-        nn.init.uniform_(self.b_hn, -bound, bound)
+    def __init__(self, input_size: int, hidden_size: int, extra_size: int = 0) -> None:
+        super().__init__(input_size, hidden_size, extra_size)
+        self.W_hh = self.weight(3 * hidden_size, hidden_size)
+        self.b_hn = self.weight(hidden_size)
+
+    def step(self, xp: Tensor, state: Tensor, w_hh_t: RecurrentWeight | None = None):
+        return self.step_cached(xp, state, w_hh_t)[:2]
+
+    # -- extras: the fused kernel's layout, the hand-written backward ------------------
+    def fused_weights(self):
+        zeros = torch.zeros(2 * self.hidden_size, dtype=self.b.dtype, device=self.b.device)
+        return self.W_xh, self.W_hh, self.b, torch.cat([zeros, self.b_hn])
 
     def step_cached(self, xp: Tensor, state: Tensor, w_hh_t: RecurrentWeight | None = None):
         H = self.hidden_size
@@ -52,7 +58,3 @@ class GRUCell(Cell):
         d_xp = torch.cat([d_ar, d_az, d_an], dim=1)
         d_u = torch.cat([d_ar, d_az, d_un], dim=1)
         return d_xp, d_u, (dh * z,), (d_un.sum(0),)
-
-    def fused_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        zeros = torch.zeros(2 * self.hidden_size, dtype=self.b.dtype, device=self.b.device)
-        return self.W_xh, self.W_hh, self.b, torch.cat([zeros, self.b_hn])

@@ -16,24 +16,37 @@ class LSTMCell(Cell):
 
     State is ``(h, c)``, both (B, H). ``forget_bias`` is added to f's bias at initialisation
     (Jozefowicz et al., 2015: 1.0 keeps the memory, and the gradient, alive over long spans early
-    in training; 0.0 is torch's nn.LSTM initialisation).
+    in training; 0.0 is torch's nn.LSTM initialisation). Extras: torch's ``nn.LSTM`` kernel, a
+    hand-written backward step.
     """
 
     gates = 4
     fused_kernel = nn.LSTM
 
-    def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 0.0) -> None:
+    def __init__(self, input_size: int, hidden_size: int, extra_size: int = 0, forget_bias: float = 0.0) -> None:
+        super().__init__(input_size, hidden_size, extra_size)
+        self.W_hh = self.weight(4 * hidden_size, hidden_size)
         self.forget_bias = forget_bias
-        super().__init__(input_size, hidden_size)
+        self._open_forget_gate()
+
+    def _open_forget_gate(self) -> None:
+        with torch.no_grad():
+            self.b[self.hidden_size:2 * self.hidden_size].add_(self.forget_bias)
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
-        with torch.no_grad():
-            self.b[self.hidden_size:2 * self.hidden_size].add_(self.forget_bias)
+        self._open_forget_gate()
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> tuple[Tensor, Tensor]:
         z = torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
         return z, z.clone()
+
+    def step(self, xp: Tensor, state: tuple[Tensor, Tensor], w_hh_t: RecurrentWeight | None = None):
+        return self.step_cached(xp, state, w_hh_t)[:2]
+
+    # -- extras: the fused kernel's layout, the hand-written backward ------------------
+    def fused_weights(self):
+        return self.W_xh, self.W_hh, self.b, None
 
     def step_cached(self, xp: Tensor, state: tuple[Tensor, Tensor], w_hh_t: RecurrentWeight | None = None):
         h, c = state

@@ -6,11 +6,16 @@
 ``keys(memory)`` precomputes the per-position part once per sequence (and is reordered with
 the state in beam search); ``forward(query, keys, memory, mask)`` gives the context and the
 weights. Positions where ``mask`` is false get no weight.
+
+:class:`Attended` is the one attention step both attention decoders share: where the decoder
+looks at step t is computed from its previous output, and the context enters the cell.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from zoo.recurrence import StepInput
 
 
 class Attention(nn.Module):
@@ -42,3 +47,16 @@ class Attention(nn.Module):
             scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
         weights = scores.softmax(-1)
         return weights @ memory, weights
+
+
+class Attended(StepInput):
+    """What enters the cell at step t is the context ``c_t = sum_j a_tj m_j``, where
+    ``a_t = softmax(score(h_{t-1}, m))``: Bahdanau's decoder; Show, Attend and Tell. The loop calls
+    it with its previous top output; it records the context (B, M) and the weights (B, S)."""
+
+    def __init__(self, attention: Attention, keys: Tensor, memory: Tensor, mask: Tensor | None = None) -> None:
+        self.attention, self.keys, self.memory, self.mask = attention, keys, memory, mask
+
+    def at(self, h_prev: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        context, weights = self.attention(h_prev.unsqueeze(1), self.keys, self.memory, self.mask)
+        return context[:, 0], {"context": context[:, 0], "weights": weights[:, 0]}

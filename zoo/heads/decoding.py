@@ -64,6 +64,19 @@ class Decoder(nn.Module):
         raise ValueError(f"decoding strategy must be greedy, sample or beam, got {strategy!r}")
 
 
+def decode_options(*, beam: int | None = None, greedy: bool = False, sample: bool = False,
+                   temperature: float | None = None, **_: Any) -> dict:
+    """Decoding options from a command line's flags (``--beam 5``, ``--greedy``, ``--sample
+    --temperature 0.7``): only what was given, over the model's configured decoding."""
+    if sample:
+        return {"strategy": "sample", "temperature": temperature if temperature is not None else 1.0}
+    if greedy:
+        return {"strategy": "greedy"}
+    if beam:
+        return {"strategy": "beam", "beam_size": beam}
+    return {}
+
+
 def _next_logp(dec: Decoder, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
     """Log-probabilities of the next token; <PAD> and <START> are never generated."""
     logits, state = dec.step(tokens, state)

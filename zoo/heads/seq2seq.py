@@ -5,8 +5,9 @@ The decoder starts from the source encoder's final state (``h_0 = tanh(W_b summa
 
     none            y_t = W_hy h_t                                        (Sutskever/Cho)
     additive        c_t = sum_j a_tj m_j,  a_t = softmax_j(v^T tanh(W_q h_{t-1} + W_k m_j))
-                    h_t = f(W_xh x_t + W_hh h_{t-1} + W_c c_t)            (Bahdanau: the context
-                    enters the cell, a step loop);  y_t = W_hy tanh(W_o [h_t; c_t])
+                    h_t = f(W_xh x_t + W_hh h_{t-1} + W_ih c_t)           (Bahdanau: the context
+                    enters the cell, a step loop: zoo.heads.attention.Attended, the step the
+                    captioner's attention shares);  y_t = W_hy tanh(W_o [h_t; c_t])
     multiplicative  a_t = softmax_j(h_t^T W_a m_j), c_t = sum_j a_tj m_j  (Luong, "general")
                     y_t = W_hy tanh(W_o [h_t; c_t])     (no input feeding: the fused kernel)
 
@@ -21,9 +22,10 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor, nn
 
-from zoo.heads.attention import Attention
+from zoo.cells.base import Cell
+from zoo.heads.attention import Attended, Attention
 from zoo.heads.decoding import Decoder
-from zoo.recurrence import Recurrence
+from zoo.recurrence import build
 
 AttentionKind = Literal["none", "additive", "multiplicative"]
 
@@ -35,7 +37,7 @@ class Seq2SeqDecoder(Decoder):
 
     def __init__(
         self,
-        recurrence: Callable[..., Recurrence],
+        cell: Callable[..., Cell],
         vocab_size: int,
         memory_dim: int,
         *,
@@ -56,24 +58,17 @@ class Seq2SeqDecoder(Decoder):
         self.attention, self.teacher_forcing = attention, teacher_forcing
         self.start_id, self.end_id, self.pad_id = start_id, end_id, pad_id
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        self.rnn = recurrence(input_size=embed_dim)
-        if self.rnn.num_directions != 1:
+        # additive attention: the context enters the cells through their W_ih
+        self.recurrence = build(cell, input_size=embed_dim, extra_size=memory_dim if attention == "additive" else 0)
+        if self.recurrence.num_directions != 1:
             raise ValueError("a decoder generates left to right: it cannot use a bidirectional cell")
-        H = self.rnn.hidden_size
-        self.W_b = nn.Linear(memory_dim, self.rnn.state_size)  # the bridge from the encoder
+        H = self.recurrence.hidden_size
+        self.W_b = nn.Linear(memory_dim, self.recurrence.state_size)  # the bridge from the encoder
         self.drop = nn.Dropout(dropout)
         if attention != "none":
             self.attend = Attention(attention, H, memory_dim, attention_dim)
             self.W_o = nn.Linear(H + memory_dim, H)
-        if attention == "additive":
-            self.W_c = nn.Linear(memory_dim, self.rnn.gate_size, bias=False)  # the context into the cell
         self.W_hy = nn.Linear(H, vocab_size)
-
-    def _keys(self, memory: Tensor) -> Tensor:
-        return self.attend.keys(memory)
-
-    def _attend(self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        return self.attend(query, keys, memory, mask)
 
     def _output(self, h: Tensor, context: Tensor | None) -> Tensor:
         if context is not None:
@@ -86,25 +81,16 @@ class Seq2SeqDecoder(Decoder):
         starting with <START> -> logits (B, T, V)."""
         if self.training and self.teacher_forcing < 1.0:
             return self._scheduled_sampling(memory, mask, summary, tokens)
-        state = self.rnn.state_from(torch.tanh(self.W_b(summary)))
+        state = self.recurrence.state_from(torch.tanh(self.W_b(summary)))
         x = self.drop(self.embed(tokens))
         if self.attention == "none":
-            out, _ = self.rnn(x, state=state)
-            return self._output(out, None)
-        keys = self._keys(memory)
-        if self.attention == "multiplicative":
-            out, _ = self.rnn(x, state=state)  # (B, T, H), fused
-            context, _ = self._attend(out, keys, memory, mask)
-            return self._output(out, context)
-        contexts: list[Tensor] = []
-
-        def feed(h_prev: Tensor) -> Tensor:  # the context from the previous state enters the cell
-            c, _ = self._attend(h_prev.unsqueeze(1), keys, memory, mask)
-            contexts.append(c[:, 0])
-            return self.W_c(c[:, 0])
-
-        out, _ = self.rnn(x, state=state, extra=feed)
-        return self._output(out, torch.stack(contexts, 1))
+            return self._output(self.recurrence(x, state=state).outputs, None)
+        keys = self.attend.keys(memory)
+        if self.attention == "multiplicative":  # Luong: attend with h_t after the (fused) recurrence
+            out = self.recurrence(x, state=state).outputs  # (B, T, H)
+            return self._output(out, self.attend(out, keys, memory, mask)[0])
+        run = self.recurrence(x, state=state, extra=Attended(self.attend, keys, memory, mask))
+        return self._output(run.outputs, run.trace["context"])
 
     def _scheduled_sampling(self, memory: Tensor, mask: Tensor, summary: Tensor, tokens: Tensor) -> Tensor:
         state = self.start((memory, mask, summary))
@@ -121,21 +107,16 @@ class Seq2SeqDecoder(Decoder):
     # -- generation -------------------------------------------------------------------------
     def start(self, context: tuple[Tensor, Tensor, Tensor]) -> dict:
         memory, mask, summary = context
-        state = {"rnn": self.rnn.state_from(torch.tanh(self.W_b(summary)))}
+        state = {"rnn": self.recurrence.state_from(torch.tanh(self.W_b(summary)))}
         if self.attention != "none":
-            state.update(memory=memory, mask=mask, keys=self._keys(memory))
+            state.update(memory=memory, mask=mask, keys=self.attend.keys(memory))
         return state
 
     def step(self, tokens: Tensor, state: dict) -> tuple[Tensor, dict]:
         x = self.drop(self.embed(tokens))
-        context = extra = None
-        if self.attention == "additive":
-            top = self.rnn.cells[-1].output(state["rnn"][-1])
-            context, _ = self._attend(top.unsqueeze(1), state["keys"], state["memory"], state["mask"])
-            context = context[:, 0]
-            extra = self.W_c(context)
-        h, rnn = self.rnn.step(x, state["rnn"], extra=extra)
+        extra = Attended(self.attend, state["keys"], state["memory"], state["mask"]) if self.attention == "additive" else None
+        h, rnn, record = self.recurrence.step(x, state["rnn"], extra)
+        context = record.get("context")
         if self.attention == "multiplicative":
-            context, _ = self._attend(h.unsqueeze(1), state["keys"], state["memory"], state["mask"])
-            context = context[:, 0]
+            context = self.attend(h.unsqueeze(1), state["keys"], state["memory"], state["mask"])[0][:, 0]
         return self._output(h, context), {**state, "rnn": rnn}

@@ -142,6 +142,16 @@ class Task(pl.LightningModule):
     def predict_one(self, raw: str, **options: Any) -> dict:
         raise NotImplementedError(f"{type(self).__name__} has no predict")
 
+    def predict_options(self, **cli: Any) -> dict:
+        """The options of ``predict_one`` that ``python -m zoo.predict``'s flags set (``beam``,
+        ``greedy``, ``sample``, ``temperature``, ``length``: None where not given); none by default."""
+        return {}
+
+    def export_encoder(self) -> tuple[nn.Module, tuple, dict]:
+        """For ``python -m zoo.export``: a module from the raw input to what the decoder reads,
+        example inputs to trace it with, and what a runner must know about it (JSON)."""
+        raise ZooError(f"export covers the generating tasks (captioning, translation), not {type(self).__name__}")
+
     def text_tokenizer(self):
         """How the training data split raw text into tokens (for predict)."""
         from zoo.data.sequences import make_tokenizer
@@ -150,7 +160,7 @@ class Task(pl.LightningModule):
         return make_tokenizer(data.get("tokenizer") or "whitespace", bool(data.get("lowercase", False)))
 
     def media(self, datamodule) -> dict:
-        """Rich results for dashboards (see zoo.loggers.log_media); none by default."""
+        """Rich results for dashboards (see zoo.run.loggers.log_media); none by default."""
         return {}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

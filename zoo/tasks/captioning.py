@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torchmetrics.text import BLEUScore, Perplexity
 
 from zoo.data.images import read_picture
-from zoo.heads.decoding import Generated
+from zoo.heads.decoding import Generated, decode_options
 from zoo.metrics.cider import CIDErD
 from zoo.tasks.base import EVAL_SPLITS, Task
 from zoo.tasks.feature_cache import shared_features
@@ -23,6 +23,17 @@ from zoo.tasks.sample_sheet import draw_attention, draw_caption_sheet
 
 def image_features(encoder: nn.Module, images: Tensor, grid: bool) -> Tensor:
     return encoder.grid(images) if grid else encoder(images)
+
+
+class CaptionEncoder(nn.Module):
+    """Images -> what the decoder reads, as one module (for export)."""
+
+    def __init__(self, encoder: nn.Module, grid: bool) -> None:
+        super().__init__()
+        self.encoder, self.grid = encoder, grid
+
+    def forward(self, images: Tensor) -> Tensor:
+        return image_features(self.encoder, images, self.grid)
 
 
 class CaptioningTask(Task):
@@ -45,7 +56,7 @@ class CaptioningTask(Task):
         super().__init__(spec=spec, optimizer=optimizer, scheduler=scheduler)
         vocab = spec.vocab
         self.encoder = encoder()
-        self.decoder = head(recurrence=cell, vocab_size=len(vocab), cond_dim=self.encoder.out_dim,
+        self.decoder = head(cell=cell, vocab_size=len(vocab), cond_dim=self.encoder.out_dim,
                             grid_dim=self.encoder.grid_dim, start_id=vocab.start_id, end_id=vocab.end_id,
                             pad_id=vocab.pad_id)
         self.vocab = vocab
@@ -134,6 +145,13 @@ class CaptioningTask(Task):
         image = read_picture(raw, self.spec.image_shape).unsqueeze(0).to(self.device)
         out = self(image, **decode)
         return {"caption": " ".join(self.vocab.decode(out.tokens[0].tolist())), "score": float(out.scores[0])}
+
+    def predict_options(self, **cli: Any) -> dict:
+        return decode_options(**cli)
+
+    def export_encoder(self) -> tuple[nn.Module, tuple, dict]:
+        """Images (B, 3, H, W) -> v (B, D), or the grid (B, N, C) for an attention decoder."""
+        return CaptionEncoder(self.encoder, self.decoder.uses_grid), (torch.rand(2, *self.spec.image_shape),), {}
 
     def media(self, datamodule) -> dict:
         """A table of test images with their generated and reference captions."""

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from zoo.data.spec import DataSpec
-from zoo.recurrence import map_state
+from zoo.recurrence import build, map_state
 from zoo.tasks.base import EVAL_SPLITS, Task, build_encoder
 
 
@@ -33,10 +33,10 @@ class CharLMTask(Task):
                  sample: dict | None = None) -> None:
         super().__init__(spec=spec, optimizer=optimizer, scheduler=scheduler)
         self.encoder = build_encoder(encoder, spec)
-        self.rnn = cell(input_size=self.encoder.out_dim)
-        if self.rnn.num_directions != 1:
+        self.recurrence = build(cell, input_size=self.encoder.out_dim)
+        if self.recurrence.num_directions != 1:
             raise ValueError("a language model reads left to right: set cell.bidirectional=false")
-        self.head = head(input_size=self.rnn.output_size, num_classes=spec.vocab_size)
+        self.head = head(input_size=self.recurrence.output_size, num_classes=spec.vocab_size)
         self.sample = {"prime": "The ", "length": 600, "temperature": 0.8, **(sample or {})}
         self._state: dict[str, tuple[int, list]] = {}  # split -> (window index, the state after it)
         for split in ("train",) + EVAL_SPLITS:
@@ -45,7 +45,7 @@ class CharLMTask(Task):
     def _stream_step(self, split: str, batch: dict) -> Tensor:
         tokens = batch["tokens"]  # (B, bptt + 1)
         state = self._carried(split, int(batch["window"]), tokens.shape[0])
-        out, state = self.rnn(self.encoder(tokens[:, :-1]), state=state)  # (B, T, H)
+        out, state, _ = self.recurrence(self.encoder(tokens[:, :-1]), state=state)  # (B, T, H)
         self._state[split] = (int(batch["window"]), map_state(lambda t: t.detach(), state))  # not backpropagated into
         logits = self.head(out)
         loss = nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten())
@@ -99,10 +99,10 @@ class CharLMTask(Task):
         if not prime:
             raise ValueError("sample.prime must have at least one character")
         ids = vocab.encode(list(prime))
-        state = self.rnn.init_state(1, device=self.device)
+        state = self.recurrence.init_state(1, device=self.device)
         x = None
         for i in ids:  # read the prime
-            x, state = self.rnn.step(self.encoder(torch.tensor([[i]], device=self.device))[:, 0], state)
+            x, state, _ = self.recurrence.step(self.encoder(torch.tensor([[i]], device=self.device))[:, 0], state)
         out = []
         for _ in range(length):
             logits = self.head(x.unsqueeze(1))[0, 0].float()
@@ -112,7 +112,7 @@ class CharLMTask(Task):
             else:
                 nxt = int(torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator))
             out.append(vocab.itos[nxt])
-            x, state = self.rnn.step(self.encoder(torch.tensor([[nxt]], device=self.device))[:, 0], state)
+            x, state, _ = self.recurrence.step(self.encoder(torch.tensor([[nxt]], device=self.device))[:, 0], state)
         return prime + "".join(out)
 
     def sample_text(self) -> str:
@@ -124,6 +124,9 @@ class CharLMTask(Task):
         text = self.generate(s["prime"], int(s["length"]), float(s["temperature"]), generator=g)
         self.train(was)
         return text
+
+    def predict_options(self, *, length: int | None = None, temperature: float | None = None, **_: Any) -> dict:
+        return {k: v for k, v in (("length", length), ("temperature", temperature)) if v is not None}
 
     def predict_one(self, raw: str, *, length: int | None = None, temperature: float | None = None,
                     seed: int = 0, **_: Any) -> dict:

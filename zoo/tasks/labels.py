@@ -23,6 +23,7 @@ from zoo.data.images import read_picture
 from zoo.data.spec import DataSpec
 from zoo.data.tagging import IGNORE
 from zoo.errors import ZooError
+from zoo.recurrence import build
 from zoo.tasks.base import EVAL_SPLITS, Task, build_encoder
 
 
@@ -34,9 +35,9 @@ class LabelTask(Task):
                  head: Callable[..., nn.Module], spec: DataSpec, optimizer, scheduler=None) -> None:
         super().__init__(spec=spec, optimizer=optimizer, scheduler=scheduler)
         self.encoder = build_encoder(encoder, spec)
-        self.rnn = cell(input_size=self.encoder.out_dim)
-        self.head = head(input_size=self.rnn.output_size, num_classes=spec.num_classes,
-                         directions=self.rnn.num_directions)
+        self.recurrence = build(cell, input_size=self.encoder.out_dim)
+        self.head = head(input_size=self.recurrence.output_size, num_classes=spec.num_classes,
+                         directions=self.recurrence.num_directions)
         C = spec.num_classes
         for split in ("train",) + EVAL_SPLITS:
             self.add_split_metrics(split, {
@@ -58,7 +59,7 @@ class LabelTask(Task):
     def forward(self, batch: dict) -> Tensor:
         """logits: (B, C) with a many-to-one head, (B, T, C) with a synced one."""
         x, lengths = self.sequence(batch)
-        states, _ = self.rnn(x, lengths)  # (B, T, D*H)
+        states = self.recurrence(x, lengths).outputs  # (B, T, D*H)
         return self.head(states, lengths)
 
     def _step(self, split: str, batch: dict) -> tuple[Tensor, Tensor, Tensor]:

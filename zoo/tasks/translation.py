@@ -16,25 +16,48 @@ from torchmetrics.text import CHRFScore, SacreBLEUScore
 
 from zoo.data.spec import DataSpec
 from zoo.errors import ZooError
-from zoo.heads.decoding import Generated
+from zoo.heads.decoding import Generated, decode_options
+from zoo.recurrence import build
 from zoo.tasks.base import EVAL_SPLITS, Task, build_encoder
 
 
 class SourceEncoder(nn.Module):
     """Source tokens -> memory states (B, S, D*H), their mask (B, S), and a summary (B, D*H)."""
 
-    def __init__(self, embed: nn.Module, rnn: nn.Module) -> None:
+    def __init__(self, embed: nn.Module, recurrence: nn.Module) -> None:
         super().__init__()
-        self.embed, self.rnn = embed, rnn
+        self.embed, self.recurrence = embed, recurrence
 
     def forward(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        memory, final = self.rnn(self.embed(src), lengths)
+        memory, final, _ = self.recurrence(self.embed(src), lengths)
         return self.outputs(memory, final, src, lengths)
 
     def outputs(self, memory: Tensor, final: list, src: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The recurrence's outputs and final state -> (memory, its padding mask, the summary)."""
         mask = torch.arange(src.shape[1], device=src.device)[None, :] < lengths.to(src.device)[:, None]
-        return memory, mask, self.rnn.summary(final)
+        return memory, mask, self.recurrence.summary(final)
+
+
+class ExportedSource(nn.Module):
+    """The source encoder as export traces it. With a torch kernel, its recurrence is one op, so the
+    trace holds for any source length. Without (a cell the loop steps), the traced loop has a fixed
+    number of steps: sources are padded to ``pad_to`` first (padding never changes an example), so
+    any source up to that length works."""
+
+    def __init__(self, source: SourceEncoder, pad_to: int | None) -> None:
+        super().__init__()
+        self.source, self.pad_to = source, pad_to
+        self.kernel = source.recurrence.as_torch_module() if pad_to is None else None
+
+    def forward(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        from zoo.recurrence.fused import run_kernel, to_kernel_state
+
+        if self.kernel is None:
+            return self.source(nn.functional.pad(src, (0, self.pad_to - src.shape[1])), lengths)
+        rec = self.source.recurrence  # for the state layout and the summary
+        hx = to_kernel_state(rec.init_state(src.shape[0], device=src.device))
+        memory, final = run_kernel(self.kernel, None, self.source.embed(src), lengths, hx)
+        return self.source.outputs(memory, final, src, lengths)
 
 
 class TranslationTask(Task):
@@ -47,8 +70,8 @@ class TranslationTask(Task):
         super().__init__(spec=spec, optimizer=optimizer, scheduler=scheduler)
         vocab = spec.vocab
         embed = build_encoder(encoder, spec, vocab=spec.src_vocab)
-        self.source = SourceEncoder(embed, cell(input_size=embed.out_dim, bidirectional=bidirectional_encoder))
-        self.decoder = head(recurrence=cell, vocab_size=len(vocab), memory_dim=self.source.rnn.output_size,
+        self.source = SourceEncoder(embed, build(cell, input_size=embed.out_dim, bidirectional=bidirectional_encoder))
+        self.decoder = head(cell=cell, vocab_size=len(vocab), memory_dim=self.source.recurrence.output_size,
                             start_id=vocab.start_id, end_id=vocab.end_id, pad_id=vocab.pad_id)
         self.decode = {"strategy": "beam", "beam_size": 5, "length_penalty": 1.0, **(decode or {})}
         self.max_len = spec.max_len or 50
@@ -90,6 +113,16 @@ class TranslationTask(Task):
             raise ZooError("an empty sentence")
         out = self(torch.tensor([ids], device=self.device), torch.tensor([len(ids)]), **decode)
         return {"translation": " ".join(self.spec.vocab.decode(out.tokens[0].tolist())), "score": float(out.scores[0])}
+
+    def predict_options(self, **cli: Any) -> dict:
+        return decode_options(**cli)
+
+    def export_encoder(self) -> tuple[nn.Module, tuple, dict]:
+        """(source ids (B, S), lengths (B,)) -> (memory, mask, summary)."""
+        has_kernel = getattr(type(self.source.recurrence.cells[0]), "fused_kernel", None) is not None
+        pad_to = None if has_kernel else self.max_len
+        example = (torch.randint(4, len(self.spec.src_vocab), (2, 7)), torch.tensor([7, 4]))
+        return ExportedSource(self.source, pad_to), example, {"max_source_len": pad_to}
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self.check_finite(self._loss("train", batch))

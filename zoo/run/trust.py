@@ -36,7 +36,7 @@ def shipped_targets() -> frozenset[str]:
     """Every ``_target_`` named in the configs that ship with the zoo."""
     from omegaconf import OmegaConf
 
-    from zoo.compose import config_dir
+    from zoo.run.configs import config_dir
 
     root = config_dir()
     found: set[str] = set()

@@ -29,11 +29,11 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from zoo.callbacks import EpochLog, GradNormLog, RankSeed, SaveOnInterrupt, _scalar
+from zoo.run.callbacks import EpochLog, GradNormLog, RankSeed, SaveOnInterrupt, _scalar
 from zoo.errors import DataError
-from zoo.launch import ddp_processes
-from zoo.loggers import finish, log_media, wandb_sync_hint
-from zoo.resume import resume_config
+from zoo.run.launch import ddp_processes
+from zoo.run.loggers import finish, log_media, wandb_logger, wandb_sync_hint
+from zoo.run.resume import resume_config
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, name: str | None =
                                      mode=MODES[cfg.monitor.direction], save_last=True, save_top_k=1,
                                      auto_insert_metric_name=False, enable_version_counter=False)
         callbacks = [checkpoint, EpochLog(), SaveOnInterrupt(run_dir / "checkpoints" / "last.ckpt"), RankSeed(cfg.seed)]
-        if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+        wandb = wandb_logger(loggers)
+        if wandb is not None:
             callbacks += [LearningRateMonitor(logging_interval="step"), GradNormLog()]
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
         status = "failed"
@@ -152,7 +153,6 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, name: str | None =
                 write_atomic(run_dir / "data_spec.json", json.dumps(spec.to_dict(), indent=1))
                 for lg in loggers:
                     lg.log_hyperparams(resolved)
-                wandb = next((lg for lg in loggers if type(lg).__name__ == "WandbLogger"), None)
                 write_atomic(run_dir / "run.json", json.dumps(
                     {"name": name, "group": group, "wandb_id": wandb.experiment.id if wandb else None}, indent=1))
 

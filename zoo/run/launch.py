@@ -28,7 +28,7 @@ from typing import Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from zoo.compose import quote_value
+from zoo.run.configs import quote_value
 from zoo.errors import ZooError
 
 log = logging.getLogger(__name__)

@@ -47,7 +47,7 @@ class SaveOnInterrupt(Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, (SIGTERMException, KeyboardInterrupt)) or trainer.state.fn != "fit":
             return
-        from zoo.launch import RANK_FAILED
+        from zoo.run.launch import RANK_FAILED
 
         if RANK_FAILED.is_set():  # stopped because another rank died: a save would wait for it forever
             return

@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.errors import ConfigError
-from zoo.trust import check_targets
+from zoo.run.trust import check_targets
 
 MAY_CHANGE = ("trainer", "logger")
 
@@ -50,7 +50,7 @@ def _change(base: DictConfig, cfg: DictConfig, key: str, value: str | None) -> N
     those from the default task, and a recipe's epochs and gradient clipping would be lost.
     ``logger=wandb`` names another kind of logger (another ``_target_``): it replaces the node.
     """
-    from zoo.compose import config_dir
+    from zoo.run.configs import config_dir
 
     composed = OmegaConf.select(cfg, key)
     if "." in key or value is None:

@@ -67,8 +67,11 @@ def wandb_loggers(
     return csv_loggers(save_dir=save_dir) + [logger]
 
 
-def _wandb(loggers: list[Logger]):
-    return next((lg for lg in loggers if type(lg).__name__ == "WandbLogger"), None)
+def wandb_logger(loggers: list[Logger]):
+    """The W&B logger among ``loggers``, or None."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    return next((lg for lg in loggers if isinstance(lg, WandbLogger)), None)
 
 
 def log_media(loggers: list[Logger], media: dict, metrics: dict[str, float]) -> None:
@@ -77,7 +80,7 @@ def log_media(loggers: list[Logger], media: dict, metrics: dict[str, float]) -> 
     media: name -> {"table": {"columns": [...], "rows": [[...]]}}  (PIL images allowed in cells)
                  | {"text": str} | {"confusion": {"y_true": [...], "y_pred": [...], "labels": [...]}}
     """
-    lg = _wandb(loggers)
+    lg = wandb_logger(loggers)
     if lg is None:
         return
     import wandb
@@ -103,7 +106,7 @@ def finish(loggers: list[Logger], status: str = "success") -> None:
     is left as it was (W&B's offline mode not switched on for later runs)."""
     for lg in loggers:
         lg.finalize(status)
-    lg = _wandb(loggers)
+    lg = wandb_logger(loggers)
     if lg is None:
         return
     if getattr(lg, "_experiment", None) is not None:
@@ -116,7 +119,7 @@ def finish(loggers: list[Logger], status: str = "success") -> None:
 
 def wandb_sync_hint(loggers: list[Logger]) -> str | None:
     """``wandb sync <dir>`` for an offline W&B run, or None."""
-    lg = _wandb(loggers)
+    lg = wandb_logger(loggers)
     if lg is not None and getattr(lg, "offline_note", False):
         run_dir = Path(lg.experiment.dir).parent  # .../wandb/offline-run-<time>-<id>/files -> the run
         return f"wandb: offline run in {run_dir}; upload it with: wandb sync {run_dir}"
