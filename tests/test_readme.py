@@ -62,7 +62,8 @@ def _is_python(block: list[str]) -> bool:
 
 def _is_listing(block: list[str]) -> bool:
     """A folder listing (the Layout section): each line a folder, then what it holds."""
-    return all(line.split()[0].endswith("/") for line in block)
+    return block[0].split()[0].endswith("/") and all(line.split()[0].endswith("/") or line.startswith(" ")
+                                                      for line in block)
 
 
 def readme_commands() -> list[str]:
