@@ -100,12 +100,12 @@ if os.environ.get("RANK") == "1":
     from zoo.tasks.labels import LabelTask
     real = LabelTask._step
     def _step(self, split, batch):
-        loss, logits, labels = real(self, split, batch)
+        loss = real(self, split, batch)
         if split == "train" and self.global_step == 3:
             if {fault!r} == "die":
                 os._exit(3)
             loss = loss * float("nan")
-        return loss, logits, labels
+        return loss
     LabelTask._step = _step
 """)
     return clean_env(PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]))

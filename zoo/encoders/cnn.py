@@ -22,6 +22,7 @@ class ConvEncoder(nn.Module):
     def __init__(
         self,
         *,
+        in_channels: int = 3,
         channels: Sequence[int] = (32, 64, 128),
         convs_per_block: int = 2,
         fc: Sequence[int] = (256,),
@@ -34,7 +35,7 @@ class ConvEncoder(nn.Module):
         if not channels or convs_per_block < 1:
             raise ValueError("encoder.channels needs at least one block and encoder.convs_per_block >= 1")
         layers: list[nn.Module] = []
-        c_in = 3
+        c_in = in_channels
         for c_out in channels:
             for _ in range(convs_per_block):
                 layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batch_norm)]

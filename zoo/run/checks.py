@@ -34,10 +34,21 @@ def _options_where(group: str, predicate) -> list[str]:
     return ok
 
 
+#: the heads that give a label per example: what data with a label per image or sequence can train
+PER_EXAMPLE = ("one_to_one", "many_to_one")
+
+
 def check(cfg: DictConfig, choices: dict[str, str]) -> None:
     """Raise ConfigError if data, encoder, head and cell cannot work with the task."""
     task = _target(cfg.task, "task")
     name = choices.get("task", "?")
+    parts = getattr(task, "parts", ("encoder", "cell", "head"))
+    for part in ("encoder", "cell", "head"):  # what the task builds, and only that
+        if part in parts and part not in cfg:
+            raise ConfigError(f"task={name} needs a {part}: add {part}=... (one of: {', '.join(group_options(part))})")
+        if part not in parts and part in cfg:
+            raise ConfigError(f"task={name} has no {part} (it builds {', '.join(parts) or 'its parts itself'}): "
+                              f"leave out {part}=...")
     data = _target(cfg.data, "data")
     provides = getattr(data, "provides", None)
     if provides not in task.inputs:
@@ -45,14 +56,20 @@ def check(cfg: DictConfig, choices: dict[str, str]) -> None:
         raise ConfigError(
             f"task={name} cannot read data={choices.get('data')} ({provides} input). "
             f"Choose data= one of: {', '.join(fits)}")
-    needed = task.inputs[provides]
-    encoder = _target(cfg.encoder, "encoder")
-    kind = (getattr(encoder, "consumes", None), getattr(encoder, "produces", None))
-    if kind != needed:
-        fits = _options_where("encoder", lambda t: (getattr(t, "consumes", None), getattr(t, "produces", None)) == needed)
-        raise ConfigError(
-            f"task={name} on data={choices.get('data')} needs an encoder from {needed[0]} to a {needed[1]}, but "
-            f"encoder={choices.get('encoder')} turns {kind[0]} into a {kind[1]}. Choose encoder= one of: {', '.join(fits)}")
+    if "encoder" in parts:
+        needed = task.inputs[provides]
+        encoder = _target(cfg.encoder, "encoder")
+        kind = (getattr(encoder, "consumes", None), getattr(encoder, "produces", None))
+        if kind != needed:
+            fits = _options_where("encoder", lambda t: (getattr(t, "consumes", None), getattr(t, "produces", None)) == needed)
+            raise ConfigError(
+                f"task={name} on data={choices.get('data')} needs an encoder from {needed[0]} to a {needed[1]}, but "
+                f"encoder={choices.get('encoder')} turns {kind[0]} into a {kind[1]}. Choose encoder= one of: {', '.join(fits)}")
+    if "head" in parts:
+        _check_head(cfg, choices, task, name, data)
+
+
+def _check_head(cfg: DictConfig, choices: dict[str, str], task, name: str, data) -> None:
     head = _target(cfg.head, "head")
     if getattr(head, "mode", None) not in task.modes:
         fits = _options_where("head", lambda t: getattr(t, "mode", None) in task.modes)
@@ -60,8 +77,9 @@ def check(cfg: DictConfig, choices: dict[str, str]) -> None:
             f"task={name} needs a {' or '.join(task.modes)} head, but head={choices.get('head')} is "
             f"{getattr(head, 'mode', '?')}. Choose head= one of: {', '.join(fits)}")
     label_mode = getattr(data, "label_mode", None)
-    if label_mode and head.mode != label_mode:
-        fits = _options_where("head", lambda t: getattr(t, "mode", None) == label_mode)
+    fitting = PER_EXAMPLE if label_mode == "many_to_one" else (label_mode,)
+    if label_mode and head.mode not in fitting:
+        fits = _options_where("head", lambda t: getattr(t, "mode", None) in fitting and getattr(t, "mode", None) in task.modes)
         raise ConfigError(
             f"data={choices.get('data')} has a label per {'sequence' if label_mode == 'many_to_one' else 'step'}, "
             f"but head={choices.get('head')} is {head.mode}. Choose head= one of: {', '.join(fits)}")

@@ -81,10 +81,10 @@ def build_task(cfg: DictConfig, spec):
     """Instantiate the task from the composed config and the data spec."""
     # The task config is partial: objects are passed to the call, not through instantiate,
     # which would turn them into configs.
-    return instantiate(cfg.task)(
-        encoder=instantiate(cfg.encoder),
-        cell=instantiate(cfg.cell),
-        head=instantiate(cfg.head),
+    task = instantiate(cfg.task)
+    parts = getattr(task.func, "parts", ("encoder", "cell", "head"))  # what this task is built from
+    return task(
+        **{part: instantiate(cfg[part]) for part in parts},
         spec=spec,
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,

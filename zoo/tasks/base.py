@@ -22,14 +22,19 @@ def encoder_class(factory: Callable[..., nn.Module]) -> type:
 
 
 def build_encoder(factory: Callable[..., nn.Module], spec: DataSpec, vocab: Vocabulary | None = None) -> nn.Module:
-    """Give an encoder the sizes it needs from the data: a vocabulary for token encoders,
-    the image shape for encoders that read an image as a sequence, nothing otherwise."""
+    """Give an encoder the sizes it needs from the data: a vocabulary for token encoders, the
+    image shape for encoders that read an image as a sequence or by glimpses, the number of
+    channels for image encoders that take it (a CNN on grey digits), nothing otherwise."""
+    import inspect
+
     cls = encoder_class(factory)
     if cls.consumes == "tokens":
         vocab = vocab or spec.vocab
         return factory(vocab_size=len(vocab), pad_id=vocab.pad_id)
-    if cls.produces == "sequence":
+    if cls.produces in ("sequence", "glimpse"):
         return factory(image_shape=spec.image_shape)
+    if spec.image_shape and "in_channels" in inspect.signature(cls).parameters:
+        return factory(in_channels=spec.image_shape[0])
     return factory()
 
 
@@ -38,6 +43,8 @@ class Task(pl.LightningModule):
     inputs: ClassVar[dict[str, tuple[str, str]]]
     #: the head modes this task can drive
     modes: ClassVar[tuple[str, ...]]
+    #: the config groups the task is built from (a task without recurrence has no cell)
+    parts: ClassVar[tuple[str, ...]] = ("encoder", "cell", "head")
 
     def __init__(self, *, spec: DataSpec, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None) -> None:

@@ -15,19 +15,17 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from zoo.data.frames import IMAGE_SUFFIXES
 from zoo.data.images import read_picture
 from zoo.data.spec import DataSpec
-from zoo.data.tagging import IGNORE
 from zoo.errors import ZooError
 from zoo.recurrence import build
-from zoo.tasks.base import EVAL_SPLITS, Task, build_encoder
+from zoo.tasks.base import Task, build_encoder
+from zoo.tasks.classifying import Classifying
 
 
-class LabelTask(Task):
+class LabelTask(Classifying, Task):
     inputs = {"tokens": ("tokens", "sequence"), "image": ("image", "sequence"), "frames": ("image", "vector")}
     modes = ("many_to_one", "synced")
 
@@ -38,13 +36,7 @@ class LabelTask(Task):
         self.recurrence = build(cell, input_size=self.encoder.out_dim)
         self.head = head(input_size=self.recurrence.output_size, num_classes=spec.num_classes,
                          directions=self.recurrence.num_directions)
-        C = spec.num_classes
-        for split in ("train",) + EVAL_SPLITS:
-            self.add_split_metrics(split, {
-                "acc": MulticlassAccuracy(C, average="micro", ignore_index=IGNORE),
-                "f1": MulticlassF1Score(C, average="macro", ignore_index=IGNORE),
-                "loss": MeanMetric(),
-            })
+        self.add_label_metrics(spec.num_classes)
 
     def sequence(self, batch: dict) -> tuple[Tensor, Tensor | None]:
         """(B, T, D) and lengths (None: every sequence is full length)."""
@@ -62,46 +54,19 @@ class LabelTask(Task):
         states = self.recurrence(x, lengths).outputs  # (B, T, D*H)
         return self.head(states, lengths)
 
-    def _step(self, split: str, batch: dict) -> tuple[Tensor, Tensor, Tensor]:
-        logits = self(batch)
-        logits, labels = logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1)  # per sequence or step
-        loss = nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE)
-        m = self.split_metrics(split)
-        m["acc"].update(logits, labels)
-        m["f1"].update(logits, labels)
-        m["loss"].update(loss.detach(), weight=int((labels != IGNORE).sum()))
-        return loss, logits, labels
+    def _step(self, split: str, batch: dict) -> Tensor:
+        return self.label_loss(split, self(batch), batch["labels"])  # a label per sequence or per step
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        loss = self.check_finite(self._step("train", batch)[0])
+        loss = self.check_finite(self._step("train", batch))
         self.log("train/loss", loss, prog_bar=True)
         return loss
-
-    def on_train_epoch_end(self) -> None:
-        self.log_split_metrics("train")
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._step("val", batch)
 
-    def on_test_epoch_start(self) -> None:
-        self.test_predictions: list[tuple[Tensor, Tensor]] = []
-
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        _, logits, labels = self._step("test", batch)
-        real = labels != IGNORE
-        self.test_predictions.append((labels[real].cpu(), logits.argmax(-1)[real].cpu()))
-
-    def on_test_epoch_end(self) -> None:
-        super().on_test_epoch_end()
-        self.test_predictions = [pair for part in self.gather(self.test_predictions) for pair in part]  # all ranks'
-
-    def media(self, datamodule) -> dict:
-        """The confusion matrix of the test split (every rank's share)."""
-        if not getattr(self, "test_predictions", None):
-            return {}
-        y_true = torch.cat([t for t, _ in self.test_predictions]).tolist()
-        y_pred = torch.cat([p for _, p in self.test_predictions]).tolist()
-        return {"test/confusion": {"confusion": {"y_true": y_true, "y_pred": y_pred, "labels": self.spec.labels}}}
+        self._step("test", batch)
 
     # -- use ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -128,7 +93,4 @@ class LabelTask(Task):
         logits = self(batch)[0]
         if logits.dim() == 2:  # a tag per word
             return {"tokens": words, "tags": [labels[t] for t in logits.argmax(-1).tolist()]}
-        probs = logits.softmax(-1)
-        k = int(probs.argmax())
-        return {"label": labels[k], "p": round(float(probs[k]), 4),
-                "probabilities": {lab: round(float(p), 4) for lab, p in zip(labels, probs)}}
+        return self.label_of(logits)
