@@ -254,3 +254,33 @@ def test_synced_head_is_per_step():
     out = head(states)
     assert out.shape == (2, 4, 3)
     torch.testing.assert_close(out[:, 2], head(states[:, 2:3])[:, 0])
+
+
+def _ngrams(row: list[int], n: int) -> list[tuple]:
+    return [tuple(row[i:i + n]) for i in range(len(row) - n + 1)]
+
+
+@pytest.mark.parametrize("head,options", CASES[:1] + [c for c in CASES if c[1].get("attention") == "additive"],
+                         ids=lambda c: str(c))
+def test_no_repeat_ngram_and_min_length_hold_for_every_strategy_and_batched_beam_agrees(head, options):
+    """decode.no_repeat_ngram=n: no n-gram twice in an output; decode.min_length: no <END> before
+    that many tokens; inside the batched beam, which still equals one input at a time."""
+    torch.manual_seed(9)
+    dec = decoder(head, options).eval()
+    ctx = context(dec, 8)
+    def outputs(**rules):
+        return {s: dec.generate(ctx, strategy=s, max_len=12, beam_size=3, generator=torch.Generator().manual_seed(0),
+                                **rules) for s in ("greedy", "sample", "beam")}
+    free, ruled = outputs(), outputs(no_repeat_ngram=2, min_length=4)
+    repeats = lambda g: sum(len(_ngrams(r[:n], 2)) - len(set(_ngrams(r[:n], 2))) for r, n in zip(g.tokens.tolist(), g.lengths.tolist()))
+    assert sum(repeats(g) for g in free.values()) > 0  # an untrained decoder repeats itself ...
+    for s, g in ruled.items():
+        assert repeats(g) == 0, s  # ... and not with the rule
+        assert (g.lengths >= 4).all(), (s, g.lengths)
+    beam = ruled["beam"]
+    for i in range(8):
+        single = dec.generate(one(ctx, i), strategy="beam", max_len=12, beam_size=3, no_repeat_ngram=2, min_length=4)
+        n = single.tokens.shape[1]
+        assert beam.tokens[i, :n].tolist() == single.tokens[0].tolist()
+    with pytest.raises(ValueError, match="no_repeat_ngram"):
+        dec.generate(ctx, no_repeat_ngram=1)

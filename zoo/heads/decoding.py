@@ -53,15 +53,48 @@ class Decoder(nn.Module):
         temperature: float = 1.0,
         beam_size: int = 3,
         length_penalty: float = 0.0,
+        no_repeat_ngram: int = 0,
+        min_length: int = 0,
         generator: torch.Generator | None = None,
     ) -> Generated:
+        """``no_repeat_ngram=n`` (> 1): no n-gram appears twice in an output; ``min_length``: no
+        <END> before that many tokens. Both hold for every strategy (inside the batched beam)."""
+        if no_repeat_ngram == 1 or no_repeat_ngram < 0 or min_length < 0:
+            raise ValueError(f"decode.no_repeat_ngram must be 0 (off) or >= 2, decode.min_length >= 0; got "
+                             f"{no_repeat_ngram}, {min_length}")
         state = self.start(context)
+        rules = Rules(self.end_id, no_repeat_ngram, min(min_length, max_len))
         if strategy == "beam":
-            return beam_search(self, state, beam_size=beam_size, max_len=max_len, length_penalty=length_penalty)
+            return beam_search(self, state, beam_size=beam_size, max_len=max_len, length_penalty=length_penalty,
+                               rules=rules)
         if strategy in ("greedy", "sample"):
             return _one_path(self, state, max_len, sample=strategy == "sample", temperature=temperature,
-                             generator=generator)
+                             generator=generator, rules=rules)
         raise ValueError(f"decoding strategy must be greedy, sample or beam, got {strategy!r}")
+
+
+@dataclass
+class Rules:
+    """What an output may not do, applied to the next token's log-probabilities (R, V) given the
+    tokens so far (R, t): repeat an n-gram, or end before ``min_length`` tokens."""
+
+    end_id: int
+    no_repeat_ngram: int = 0
+    min_length: int = 0
+
+    def apply(self, logp: Tensor, seqs: Tensor) -> Tensor:
+        t = seqs.shape[1]
+        if t < self.min_length:
+            logp[:, self.end_id] = float("-inf")
+        n = self.no_repeat_ngram
+        if n and t >= n - 1 and t >= 1:
+            # every earlier n-gram whose first n-1 tokens are the last n-1 tokens bans its n-th token
+            windows = seqs.unfold(1, n, 1) if t >= n else seqs.new_empty(seqs.shape[0], 0, n)  # (R, W, n)
+            prefix = seqs[:, t - (n - 1):] if n > 1 else seqs[:, :0]  # (R, n-1)
+            match = (windows[:, :, :-1] == prefix.unsqueeze(1)).all(2)  # (R, W)
+            banned = torch.zeros_like(logp).scatter_add_(1, windows[:, :, -1], match.to(logp.dtype)) > 0
+            logp = logp.masked_fill(banned, float("-inf"))
+        return logp
 
 
 def decode_options(*, beam: int | None = None, greedy: bool = False, sample: bool = False,
@@ -106,7 +139,7 @@ def _finish(tokens: Tensor, end_id: int, pad_id: int) -> tuple[Tensor, Tensor]:
 
 
 def _one_path(dec: Decoder, state: Any, max_len: int, *, sample: bool, temperature: float,
-              generator: torch.Generator | None) -> Generated:
+              generator: torch.Generator | None, rules: Rules | None = None) -> Generated:
     B = _batch_size(state)
     device = _device(dec)
     tokens = torch.full((B,), dec.start_id, dtype=torch.long, device=device)
@@ -115,6 +148,8 @@ def _one_path(dec: Decoder, state: Any, max_len: int, *, sample: bool, temperatu
     out = []
     for _ in range(max_len + 1):  # + 1: room for <END> after max_len words
         logp, state = _next_logp(dec, tokens, state)
+        if rules is not None:
+            logp = rules.apply(logp, torch.stack(out, 1) if out else tokens.new_empty(B, 0))
         if sample:
             if temperature <= 0:
                 raise ValueError("sampling temperature must be > 0 (use strategy=greedy for argmax)")
@@ -139,7 +174,8 @@ def _reorder(state: Any, rows: Tensor, static: tuple[str, ...]) -> Any:
     return map_state(pick, state)
 
 
-def beam_search(dec: Decoder, state: Any, *, beam_size: int, max_len: int, length_penalty: float = 0.0) -> Generated:
+def beam_search(dec: Decoder, state: Any, *, beam_size: int, max_len: int, length_penalty: float = 0.0,
+                rules: Rules | None = None) -> Generated:
     """Batched beam search. Finished beams keep their score; the best beam per row is chosen by
     ``score / length ** length_penalty`` (0: plain log-probability; 1: per-token average).
 
@@ -163,6 +199,8 @@ def beam_search(dec: Decoder, state: Any, *, beam_size: int, max_len: int, lengt
             state = map_state(lambda s: s.repeat_interleave(K, dim=0), state)
             logp = logp.repeat_interleave(K, dim=0)
         V = logp.shape[1]
+        if rules is not None:
+            logp = rules.apply(logp, seqs)
         # a finished beam can only "emit" <PAD> at no cost, so it survives unchanged
         logp = logp.masked_fill(done[:, None], float("-inf"))
         logp[:, dec.pad_id] = torch.where(done, 0.0, float("-inf"))

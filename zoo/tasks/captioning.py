@@ -60,7 +60,7 @@ class CaptioningTask(Task):
                             grid_dim=self.encoder.grid_dim, start_id=vocab.start_id, end_id=vocab.end_id,
                             pad_id=vocab.pad_id)
         self.vocab = vocab
-        self.decode = {"strategy": "beam", "beam_size": 3, "temperature": 1.0, "length_penalty": 0.0,
+        self.decode = {"strategy": "beam", "beam_size": 3, "temperature": 1.0, "length_penalty": 1.0, "min_length": 1,
                        **(decode or {})}
         self.max_len = spec.max_len or 20
         self.feature_cache = feature_cache
