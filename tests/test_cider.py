@@ -277,3 +277,20 @@ def test_no_warnings_on_normal_use() -> None:
         warnings.simplefilter("error")
         metric.update(CORPUS_PREDS, CORPUS_TARGET)
         metric.compute()
+
+
+def test_corpus_cider_is_cider_d_with_the_corpus_document_frequencies():
+    """The SCST reward: each caption scored alone, with the idf of the whole training corpus, is
+    what CIDEr-D gives that caption when the metric sees the whole corpus."""
+    from zoo.metrics.cider import CIDErD, CorpusCIDErD
+
+    refs = [["a red circle", "a small red circle", "red circle on the left"],
+            ["two blue squares", "blue squares", "a pair of blue squares"],
+            ["a green star above a circle", "a star over a circle"],
+            ["a red square", "the square is red"]]
+    captions = ["a red circle", "blue squares", "a star", "a red circle"]
+    metric = CIDErD()
+    metric.update(captions, refs)
+    expected = metric.compute_per_image().tolist()
+    got = CorpusCIDErD(refs).scores(captions, [0, 1, 2, 3])
+    assert got == pytest.approx(expected, abs=1e-6) and got[0] > got[3]  # (the metric returns float32)

@@ -284,3 +284,28 @@ def test_no_repeat_ngram_and_min_length_hold_for_every_strategy_and_batched_beam
         assert beam.tokens[i, :n].tolist() == single.tokens[0].tolist()
     with pytest.raises(ValueError, match="no_repeat_ngram"):
         dec.generate(ctx, no_repeat_ngram=1)
+
+
+def test_sampling_with_grad_scores_are_the_log_probabilities_teacher_forcing_gives():
+    """The self-critical policy gradient differentiates these scores: they must be each sampled
+    output's log-probability (what teacher forcing gives the same tokens), with gradients."""
+    from zoo.heads.decoding import sample_with_grad
+
+    torch.manual_seed(11)
+    dec = decoder("one_to_many", {"condition": "every_step"}).eval()
+    v = context(dec, 3)
+    out = sample_with_grad(dec, v, n=2, max_len=6, min_length=2)
+    assert out.tokens.shape[0] == 6 and out.scores.requires_grad and (out.lengths >= 2).all()
+    tokens = torch.cat([torch.full((6, 1), dec.start_id), out.tokens], 1)
+    logp = torch.log_softmax(teacher_forced(dec, v.repeat_interleave(2, 0), tokens[:, :-1]).masked_fill(
+        torch.zeros(V, dtype=torch.bool).index_fill(0, torch.tensor([dec.pad_id, dec.start_id]), True), float("-inf")), -1)
+    picked = logp.gather(2, out.tokens.unsqueeze(2)).squeeze(2)
+    real = torch.arange(out.tokens.shape[1])[None, :] <= out.lengths[:, None]  # the words and <END>
+    real &= out.tokens != dec.pad_id
+    # (min_length bans <END> at the first two steps: the sample's distribution there is renormalised)
+    expected = picked.masked_fill(~real, 0.0)
+    early = torch.log_softmax(teacher_forced(dec, v.repeat_interleave(2, 0), tokens[:, :-1]).masked_fill(
+        torch.zeros(V, dtype=torch.bool).index_fill(0, torch.tensor([dec.pad_id, dec.start_id, dec.end_id]), True),
+        float("-inf")), -1).gather(2, out.tokens.unsqueeze(2)).squeeze(2)
+    expected[:, :2] = early[:, :2]
+    torch.testing.assert_close(out.scores, expected.sum(1), rtol=1e-5, atol=1e-5)

@@ -8,7 +8,8 @@ vocabulary (training captions, min-count), the blind ablation, swapping images f
 encoder features, and the batches.
 
 Batches (dicts):
-    train   images (B, 3, S, S) or features (B, D); captions (B, L) = <START> w.. <END> <PAD>..
+    train   images (B, 3, S, S) or features (B, D); captions (B, L) = <START> w.. <END> <PAD>..;
+            index (B,) the image's position in the training split (its references: self-critical training)
     eval    images/features (B, ...); captions (R, L): every reference of the B images,
             owner (R,) the image each belongs to; refs: B lists of reference strings;
             index (B,) the image's position in its split
@@ -224,7 +225,7 @@ class _Pairs(Dataset):
 
     def __getitem__(self, k: int):
         i, ids = self.pairs[k]
-        return self.key, self.store[i], ids
+        return self.key, self.store[i], ids, i
 
 
 class _Images(Dataset):
@@ -248,7 +249,8 @@ def pad(seqs: Sequence[Sequence[int]], pad_id: int = Vocabulary.pad_id) -> Tenso
 
 def _collate_pairs(items):
     key = items[0][0]
-    return {key: torch.stack([it[1] for it in items]), "captions": pad([it[2] for it in items])}
+    return {key: torch.stack([it[1] for it in items]), "captions": pad([it[2] for it in items]),
+            "index": torch.tensor([it[3] for it in items])}
 
 
 def _collate_images(items):

@@ -84,8 +84,8 @@ class Rules:
 
     def apply(self, logp: Tensor, seqs: Tensor) -> Tensor:
         t = seqs.shape[1]
-        if t < self.min_length:
-            logp[:, self.end_id] = float("-inf")
+        if t < self.min_length:  # (not in place: sampling for a policy gradient backpropagates through logp)
+            logp = logp.index_fill(1, torch.tensor([self.end_id], device=logp.device), float("-inf"))
         n = self.no_repeat_ngram
         if n and t >= n - 1 and t >= 1:
             # every earlier n-gram whose first n-1 tokens are the last n-1 tokens bans its n-th token
@@ -95,6 +95,18 @@ class Rules:
             banned = torch.zeros_like(logp).scatter_add_(1, windows[:, :, -1], match.to(logp.dtype)) > 0
             logp = logp.masked_fill(banned, float("-inf"))
         return logp
+
+
+def sample_with_grad(dec: Decoder, context: Any, *, n: int = 1, max_len: int = 20, temperature: float = 1.0,
+                     min_length: int = 0, no_repeat_ngram: int = 0) -> Generated:
+    """``n`` sampled outputs per input (rows input-major: input 0's n samples first), with the
+    scores (the sum of each output's token log-probabilities) differentiable: what a policy
+    gradient (self-critical training) trains with."""
+    state = dec.start(context)
+    if n > 1:
+        state = map_state(lambda s: s.repeat_interleave(n, dim=0), state)
+    return _one_path(dec, state, max_len, sample=True, temperature=temperature, generator=None,
+                     rules=Rules(dec.end_id, no_repeat_ngram, min(min_length, max_len)))
 
 
 def decode_options(*, beam: int | None = None, greedy: bool = False, sample: bool = False,
@@ -153,7 +165,10 @@ def _one_path(dec: Decoder, state: Any, max_len: int, *, sample: bool, temperatu
         if sample:
             if temperature <= 0:
                 raise ValueError("sampling temperature must be > 0 (use strategy=greedy for argmax)")
-            tokens = torch.multinomial(torch.softmax(logp / temperature, -1), 1, generator=generator).squeeze(1)
+            # the distribution sampled from, renormalised after the rules' bans: its log-probabilities
+            # are the scores (what a policy gradient differentiates)
+            logp = torch.log_softmax(logp / temperature, -1)
+            tokens = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
         else:
             tokens = logp.argmax(-1)
         score = score + torch.where(done, 0.0, logp.gather(1, tokens[:, None]).squeeze(1))

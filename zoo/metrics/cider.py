@@ -221,42 +221,76 @@ class CIDErD(Metric):
         refs_flat = _split(self._state_list("ref_tokens"), self._state_list("ref_lens"))  # num_refs x [tokens]
         refs = _split(refs_flat, refs_per_image)  # num_images x num_refs_i x [tokens]  (type: list[list[list[int]]])
 
-        cand_counts = [_ngram_counts(c, self.n) for c in cands]
         ref_counts = [[_ngram_counts(r, self.n) for r in image_refs] for image_refs in refs]
+        scorer = _Scorer(_doc_freq(ref_counts), num_images, self.n, self.sigma)
+        return [scorer.score(_ngram_counts(cand, self.n), len(cand), scorer.references(image_refs, r_counts))
+                for cand, image_refs, r_counts in zip(cands, refs, ref_counts)]
 
-        # Document frequency: number of images whose references contain the n-gram.
-        doc_freq: Counter[NGram] = Counter()
-        for image_refs in ref_counts:
-            doc_freq.update(set().union(*image_refs))
-        log_num_images = math.log(float(num_images))  # pycocoevalcap's "ref_len"
 
-        def tfidf(counts: Counter[NGram]) -> tuple[list[dict[NGram, float]], list[float]]:
-            """Per-order tf-idf vectors and their L2 norms."""
-            vec: list[dict[NGram, float]] = [{} for _ in range(self.n)]
-            sq_norm = [0.0] * self.n
-            for ngram, tf in counts.items():
-                k = len(ngram) - 1
-                weight = float(tf) * (log_num_images - math.log(max(1.0, float(doc_freq[ngram]))))
-                vec[k][ngram] = weight
-                sq_norm[k] += weight * weight
-            return vec, [math.sqrt(s) for s in sq_norm]
+def _doc_freq(ref_counts: Sequence[Sequence[Counter]]) -> Counter:
+    """Document frequency: the number of images whose references contain the n-gram."""
+    doc_freq: Counter[NGram] = Counter()
+    for image_refs in ref_counts:
+        doc_freq.update(set().union(*image_refs))
+    return doc_freq
 
-        two_sigma_sq = 2.0 * self.sigma**2
-        scores: list[float] = []
-        for cand, c_counts, image_refs, r_counts_list in zip(cands, cand_counts, refs, ref_counts):
-            c_vec, c_norm = tfidf(c_counts)
-            c_len = max(len(cand) - 1, 0)  # length = number of bigrams, as in pycocoevalcap
-            per_order = [0.0] * self.n  # summed over references
-            for ref, r_counts in zip(image_refs, r_counts_list):
-                r_vec, r_norm = tfidf(r_counts)
-                delta = float(c_len - max(len(ref) - 1, 0))
-                penalty = math.exp(-(delta**2) / two_sigma_sq)
-                for k in range(self.n):
-                    if c_norm[k] == 0.0 or r_norm[k] == 0.0:
-                        continue  # the dot product is 0 too
-                    r_k = r_vec[k]
-                    # Clipped dot product: sum_w min(c_w, r_w) * r_w (only n-grams of the candidate matter).
-                    dot = sum(min(c_w, r_k[w]) * r_k[w] for w, c_w in c_vec[k].items() if w in r_k)
-                    per_order[k] += dot / (c_norm[k] * r_norm[k]) * penalty
-            scores.append(10.0 * (sum(per_order) / self.n) / len(image_refs))
-        return scores
+
+class _Scorer:
+    """CIDEr-D of candidates against references, for given document frequencies (see the module docstring)."""
+
+    def __init__(self, doc_freq: Counter, num_images: int, n: int, sigma: float) -> None:
+        self.doc_freq, self.n, self.two_sigma_sq = doc_freq, n, 2.0 * sigma ** 2
+        self.log_num_images = math.log(float(num_images))  # pycocoevalcap's "ref_len"
+
+    def tfidf(self, counts: Counter) -> tuple[list[dict], list[float]]:
+        """Per-order tf-idf vectors and their L2 norms."""
+        vec: list[dict] = [{} for _ in range(self.n)]
+        sq_norm = [0.0] * self.n
+        for ngram, tf in counts.items():
+            k = len(ngram) - 1
+            weight = float(tf) * (self.log_num_images - math.log(max(1.0, float(self.doc_freq[ngram]))))
+            vec[k][ngram] = weight
+            sq_norm[k] += weight * weight
+        return vec, [math.sqrt(s) for s in sq_norm]
+
+    def references(self, refs: Sequence[Sequence[int]], counts: Sequence[Counter]) -> list[tuple]:
+        """What a candidate is compared with: (tf-idf vectors, norms, length in bigrams) per reference."""
+        return [(*self.tfidf(c), max(len(r) - 1, 0)) for r, c in zip(refs, counts)]
+
+    def score(self, c_counts: Counter, c_words: int, refs: list[tuple]) -> float:
+        c_vec, c_norm = self.tfidf(c_counts)
+        c_len = max(c_words - 1, 0)  # length = number of bigrams, as in pycocoevalcap
+        per_order = [0.0] * self.n  # summed over references
+        for r_vec, r_norm, r_len in refs:
+            penalty = math.exp(-(float(c_len - r_len) ** 2) / self.two_sigma_sq)
+            for k in range(self.n):
+                if c_norm[k] == 0.0 or r_norm[k] == 0.0:
+                    continue  # the dot product is 0 too
+                r_k = r_vec[k]
+                # Clipped dot product: sum_w min(c_w, r_w) * r_w (only n-grams of the candidate matter).
+                dot = sum(min(c_w, r_k[w]) * r_k[w] for w, c_w in c_vec[k].items() if w in r_k)
+                per_order[k] += dot / (c_norm[k] * r_norm[k]) * penalty
+        return 10.0 * (sum(per_order) / self.n) / len(refs)
+
+
+class CorpusCIDErD:
+    """CIDEr-D of single captions with the document frequencies of a fixed corpus (the training
+    references): the reward of self-critical training, where the idf of a batch alone would be
+    noise. ``scores(captions, image ids)``; each image's references are prepared once."""
+
+    def __init__(self, references: Sequence[Sequence[str]], n: int = 4, sigma: float = 6.0) -> None:
+        tokens = [[[_word_id(w) for w in r.split()] for r in refs] for refs in references]
+        counts = [[_ngram_counts(r, n) for r in refs] for refs in tokens]
+        self.n = n
+        self._scorer = _Scorer(_doc_freq(counts), len(references), n, sigma)
+        self._tokens, self._counts = tokens, counts
+        self._prepared: dict[int, list[tuple]] = {}
+
+    def scores(self, captions: Sequence[str], images: Sequence[int]) -> list[float]:
+        out = []
+        for caption, i in zip(captions, images):
+            if i not in self._prepared:
+                self._prepared[i] = self._scorer.references(self._tokens[i], self._counts[i])
+            words = [_word_id(w) for w in caption.split()]
+            out.append(self._scorer.score(_ngram_counts(words, self.n), len(words), self._prepared[i]))
+        return out

@@ -14,8 +14,8 @@ from torch import Tensor, nn
 from torchmetrics.text import BLEUScore, Perplexity
 
 from zoo.data.images import read_picture
-from zoo.heads.decoding import Generated, decode_options
-from zoo.metrics.cider import CIDErD
+from zoo.heads.decoding import Generated, decode_options, sample_with_grad
+from zoo.metrics.cider import CIDErD, CorpusCIDErD
 from zoo.tasks.base import EVAL_SPLITS, Task
 from zoo.tasks.feature_cache import shared_features
 from zoo.tasks.sample_sheet import draw_attention, draw_caption_sheet
@@ -52,6 +52,7 @@ class CaptioningTask(Task):
         decode: dict | None = None,
         feature_cache: str | None = None,
         samples: int = 16,
+        scst: dict | None = None,
     ) -> None:
         super().__init__(spec=spec, optimizer=optimizer, scheduler=scheduler)
         vocab = spec.vocab
@@ -73,6 +74,13 @@ class CaptioningTask(Task):
                 "ppl": Perplexity(ignore_index=vocab.pad_id),
             })
         self.generated: dict[int, str] = {}  # test image index -> caption, for the sample sheet
+        # self-critical sequence training in the last scst.epochs epochs (0: off)
+        self.scst = {"epochs": 0, "baseline": "greedy", "samples": 5, "lr": None, "temperature": 1.0, **(scst or {})}
+        if self.scst["baseline"] not in ("greedy", "mean"):
+            raise ValueError(f"task.scst.baseline must be greedy or mean, got {self.scst['baseline']!r}")
+        if self.scst["baseline"] == "mean" and self.scst["samples"] < 2:
+            raise ValueError("task.scst.baseline=mean needs task.scst.samples >= 2 (the others' mean is each one's baseline)")
+        self.reward: CorpusCIDErD | None = None
 
     # -- the model ------------------------------------------------------------------
     def encode(self, images: Tensor) -> Tensor:
@@ -93,6 +101,8 @@ class CaptioningTask(Task):
 
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule
+        if self.scst["epochs"] and stage == "fit" and dm is not None and self.reward is None:
+            self.reward = CorpusCIDErD(dm.splits["train"].refs)  # the idf of the training references
         if getattr(self.encoder, "frozen", False) and self.feature_cache and dm is not None:
             for split in ("train",) + EVAL_SPLITS:
                 store = dm.image_store(split)
@@ -101,12 +111,50 @@ class CaptioningTask(Task):
                                                               self.feature_cache, grid=self.decoder.uses_grid))
 
     # -- steps ------------------------------------------------------------------------
+    @property
+    def self_critical(self) -> bool:
+        """In the self-critical epochs (the last task.scst.epochs of training)."""
+        n = self.scst["epochs"]
+        return bool(n) and self._trainer is not None and self.current_epoch >= self.trainer.max_epochs - n
+
+    def on_train_epoch_start(self) -> None:
+        if self.self_critical and self.scst["lr"] and self.current_epoch == self.trainer.max_epochs - self.scst["epochs"]:
+            for group in self.trainer.optimizers[0].param_groups:  # a smaller step for the policy gradient
+                group["lr"] = self.scst["lr"]
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        if self.self_critical:
+            return self._self_critical_step(batch)
         caps = batch["captions"]  # (B, L): <START> w.. <END> <PAD>..
         logits = self.decoder(self.features(batch), caps[:, :-1])  # (B, L-1, V)
         loss = self.check_finite(self.loss_fn(logits.flatten(0, 1), caps[:, 1:].flatten()))
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/ppl", loss.detach().exp())
+        return loss
+
+    def _self_critical_step(self, batch: dict) -> Tensor:
+        """Self-critical sequence training (Rennie et al. 2017): sample K captions per image,
+        reward each with its CIDEr-D against the image's references, and follow the policy
+        gradient -(r - b) log p(caption) with the baseline b the reward of the greedy caption
+        (scst.baseline=greedy) or the mean of the image's other samples (mean)."""
+        v, index = self.features(batch), batch["index"].tolist()
+        K, s = self.scst["samples"], self.scst
+        sampled = sample_with_grad(self.decoder, v, n=K, max_len=self.max_len, temperature=s["temperature"],
+                                   min_length=self.decode.get("min_length", 0),
+                                   no_repeat_ngram=self.decode.get("no_repeat_ngram", 0))
+        words = lambda out: [" ".join(self.vocab.decode(row)) for row in out.tokens.tolist()]
+        reward = torch.tensor(self.reward.scores(words(sampled), [i for i in index for _ in range(K)]),
+                              device=v.device).view(-1, K)  # (B, K)
+        if s["baseline"] == "greedy":
+            with torch.no_grad():
+                greedy = self.decoder.generate(v, strategy="greedy", max_len=self.max_len,
+                                               min_length=self.decode.get("min_length", 0))
+            baseline = torch.tensor(self.reward.scores(words(greedy), index), device=v.device).unsqueeze(1)
+        else:
+            baseline = (reward.sum(1, keepdim=True) - reward) / (K - 1)
+        loss = self.check_finite(-((reward - baseline) * sampled.scores.view(-1, K)).mean())
+        self.log_dict({"train/loss": loss, "train/reward": reward.mean(), "train/reward_baseline": baseline.mean()},
+                      prog_bar=True)
         return loss
 
     def _eval_step(self, split: str, batch: dict) -> None:

@@ -1,0 +1,51 @@
+"""Self-critical sequence training: the policy gradient raises the reward it optimises."""
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TINY, compose
+from hydra.utils import instantiate
+
+from zoo.metrics.cider import CorpusCIDErD
+from zoo.run.train import build_task, train
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("baseline", ["greedy", "mean"])
+def test_self_critical_steps_raise_the_cider_of_a_batch(tmp_path, baseline, monkeypatch):
+    """From a model trained with cross-entropy, self-critical steps on one batch raise that
+    batch's CIDEr-D (of its greedy captions), with either baseline."""
+    overrides = [*TINY["captioning"], "data.train_images=128", "trainer.max_epochs=3", "optimizer.lr=0.01"]
+    run = tmp_path / "ce"
+    train(compose("task=captioning", *overrides), run_dir=run, name="ce")
+    cfg = compose("task=captioning", *overrides, f"task.scst.baseline={baseline}", "task.scst.samples=4")
+    dm = instantiate(cfg.data)
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+
+    def trained():
+        task = build_task(cfg, dm.spec)
+        task.load_state_dict(torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"])
+        task.reward = CorpusCIDErD(dm.splits["train"].refs)
+        monkeypatch.setattr(task, "log_dict", lambda *a, **k: None)
+        monkeypatch.setattr(task, "log", lambda *a, **k: None)
+        return task
+
+    def cider(task) -> float:
+        task.eval()
+        with torch.no_grad():
+            out = task.decoder.generate(task.features(batch), strategy="greedy", max_len=task.max_len)
+        words = [" ".join(task.vocab.decode(r)) for r in out.tokens.tolist()]
+        task.train()
+        return sum(task.reward.scores(words, batch["index"].tolist())) / len(words)
+
+    torch.manual_seed(0)
+    task = trained()
+    opt = torch.optim.Adam(task.parameters(), lr=0.005)
+    before = cider(task)
+    for _ in range(40):
+        opt.zero_grad()
+        task._self_critical_step(batch).backward()
+        opt.step()
+    after = cider(task)
+    assert after > before + 0.15, (before, after)  # measured: greedy 0.85 -> 1.06, mean 0.85 -> 1.39
