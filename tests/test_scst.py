@@ -48,4 +48,6 @@ def test_self_critical_steps_raise_the_cider_of_a_batch(tmp_path, baseline, monk
         task._self_critical_step(batch).backward()
         opt.step()
     after = cider(task)
-    assert after > before + 0.15, (before, after)  # measured: greedy 0.85 -> 1.06, mean 0.85 -> 1.39
+    # measured here (AVX-512 EPYC): greedy 0.85 -> 1.06, mean 0.85 -> 1.39; on CI's machine
+    # greedy 0.90 -> 1.01. A step without gradient leaves it unchanged, a sign error lowers it.
+    assert after > before + 0.06, (before, after)
