@@ -8,10 +8,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from zoo.run.configs import config_dir, group_options
 from zoo.data.spec import DataSpec
 from zoo.data.vocab import Vocabulary
 from zoo.errors import ConfigError
+from zoo.run.configs import config_dir, group_options
 from zoo.tasks.base import build_encoder
 
 ENCODERS = group_options("encoder")
@@ -36,10 +36,14 @@ def example(enc) -> torch.Tensor:
 def test_encoder_contract(name):
     torch.manual_seed(0)
     enc = make(name)
-    assert enc.consumes in ("image", "tokens") and enc.produces in ("vector", "sequence")
+    assert enc.consumes in ("image", "tokens") and enc.produces in ("vector", "sequence", "glimpse")
     x = example(enc)
-    out = enc(x)
-    if enc.produces == "vector":
+    if enc.produces == "glimpse":  # what it sees at a location: (images, where) -> (B, out_dim)
+        out = enc(x, torch.zeros(2, enc.where_size))
+        assert out.shape == (2, enc.out_dim) and enc.box(torch.zeros(2, enc.where_size)).shape == (2, 4)
+    else:
+        out = enc(x)
+    if enc.produces in ("vector", "glimpse"):
         assert out.shape == (2, enc.out_dim)
     else:
         assert out.dim() == 3 and out.shape[0] == 2 and out.shape[2] == enc.out_dim
@@ -90,7 +94,16 @@ def test_the_lectures_vgg_stack_is_expressible():
     assert len(pools) == 5 and enc.out_dim == 4096
 
 
-@pytest.mark.parametrize("name", [n for n in ENCODERS if "pretrained" in OmegaConf.load(config_dir() / "encoder" / f"{n}.yaml")])
+def downloads_weights(name: str) -> bool:
+    """Whether encoder=name's pretrained weights come from torchvision's download (not from a package)."""
+    from zoo.encoders.backbone import BackboneEncoder
+
+    node = OmegaConf.load(config_dir() / "encoder" / f"{name}.yaml")
+    cls = instantiate(node).func if "pretrained" in node else None
+    return cls is not None and cls.network.__func__ is BackboneEncoder.network.__func__
+
+
+@pytest.mark.parametrize("name", [n for n in ENCODERS if downloads_weights(n)])
 def test_pretrained_weights_offline_give_a_clear_error(name, monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
 

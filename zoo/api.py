@@ -66,6 +66,11 @@ def load(path: str | Path, map_location: str = "cpu"):
         raise ZooError(f"{checkpoint_path(path)}: a zoo checkpoint without its config (saved by a run that did not finish setting up?)")
     check_targets(ckpt["zoo"]["config"], str(checkpoint_path(path)))  # before anything from it is built
     cfg = OmegaConf.create(ckpt["zoo"]["config"])
+    encoder = cfg.get("encoder")
+    if encoder is not None and "pretrained" in encoder:  # the checkpoint holds the weights: no download, no file
+        encoder.pretrained = False
+        if "weights" in encoder:
+            encoder.weights = None
     spec = DataSpec.from_dict(ckpt["zoo"]["spec"])
     task = build_task(cfg, spec)
     try:

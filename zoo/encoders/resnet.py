@@ -1,6 +1,8 @@
 """ResNet encoders (torchvision): the pooled last stage is v."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import nn
 from torchvision import models
 
@@ -10,16 +12,17 @@ from zoo.encoders.backbone import BackboneEncoder
 class ResNetEncoder(BackboneEncoder):
     """A torchvision ResNet without its classifier: (B, 3, H, W) -> (B, 512 or 2048)."""
 
-    builders = {
+    builders: ClassVar[dict] = {
         "resnet18": (models.resnet18, models.ResNet18_Weights),
         "resnet34": (models.resnet34, models.ResNet34_Weights),
         "resnet50": (models.resnet50, models.ResNet50_Weights),
         "resnet101": (models.resnet101, models.ResNet101_Weights),
     }
 
-    def __init__(self, *, arch: str = "resnet18", pretrained: bool = True, freeze: bool = False,
-                 input_size: int | None = 224) -> None:
-        super().__init__(arch=arch, pretrained=pretrained, freeze=freeze, input_size=input_size)
+    def __init__(self, *, arch: str = "resnet18", pretrained: bool = True, weights: str | None = None,
+                 freeze: bool = False, input_size: int | None = 224, recipe: str = "weights") -> None:
+        super().__init__(arch=arch, pretrained=pretrained, weights=weights, freeze=freeze, input_size=input_size,
+                         recipe=recipe)
 
     @staticmethod
     def split(net):

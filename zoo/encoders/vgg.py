@@ -1,6 +1,8 @@
 """VGG encoders (torchvision): v is the second FC-4096 layer, as in the lecture's captioner."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import nn
 from torchvision import models
 
@@ -10,16 +12,17 @@ from zoo.encoders.backbone import BackboneEncoder
 class VGGEncoder(BackboneEncoder):
     """A torchvision VGG up to FC-4096 -> ReLU (the last classifier layer removed)."""
 
-    builders = {
+    builders: ClassVar[dict] = {
         "vgg11": (models.vgg11, models.VGG11_Weights),
         "vgg16": (models.vgg16, models.VGG16_Weights),
         "vgg16_bn": (models.vgg16_bn, models.VGG16_BN_Weights),
         "vgg19": (models.vgg19, models.VGG19_Weights),
     }
 
-    def __init__(self, *, arch: str = "vgg16", pretrained: bool = True, freeze: bool = False,
-                 input_size: int | None = 224) -> None:
-        super().__init__(arch=arch, pretrained=pretrained, freeze=freeze, input_size=input_size)
+    def __init__(self, *, arch: str = "vgg16", pretrained: bool = True, weights: str | None = None,
+                 freeze: bool = False, input_size: int | None = 224, recipe: str = "weights") -> None:
+        super().__init__(arch=arch, pretrained=pretrained, weights=weights, freeze=freeze, input_size=input_size,
+                         recipe=recipe)
 
     @staticmethod
     def split(net):

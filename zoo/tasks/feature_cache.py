@@ -1,6 +1,7 @@
 """Frozen encoders see each image once: features computed on the first run, kept on disk.
 
-The key is the encoder (class, every weight and buffer, input size) and the data
+The key is the encoder (class, every weight and buffer, so also which weights file it loaded, and
+its input transform: resize, crop, normalisation) and the data
 (the DataModule's fingerprint of a split: source, files, image size, blind). Any change in
 either gives a new file, so a stale cache is never read.
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def encoder_key(encoder: nn.Module) -> str:
     h = hashlib.sha256(f"{type(encoder).__module__}.{type(encoder).__qualname__}".encode())
-    h.update(repr(getattr(encoder, "input_size", None)).encode())
+    h.update(repr(getattr(encoder, "input_transform", None)).encode())  # zoo.encoders.transform.InputTransform
     for name, t in sorted(encoder.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
