@@ -7,11 +7,15 @@ the test metrics (last line: one JSON object).
     python -m benchmarks.quality translation --data-root ../shared/data    # seq2seq_attention, Multi30k
     python -m benchmarks.quality tagging --minutes 5 cell=gru              # extra overrides
     python -m benchmarks.quality neuraltalk        # a recipe on built-in data, trained as it is
+    python -m benchmarks.quality glimpse           # recipe ram beside task=imageclass, same budget
+    python -m benchmarks.quality draw              # recipe draw beside no attention and a one-step VAE
 
 Each runs ``python -m zoo recipe=<recipe>`` (recipes/ states the model and why) with the data
 path and ``trainer.max_time`` (the budget) added; the best checkpoint on the validation split
 is tested. The run folder is kept (printed). The result is checked against the recipe's own
-``# Expected: <metric> >=|<= <value>`` line (``"met"`` in the JSON).
+``# Expected: <metric> >=|<= <value>`` line (``"met"`` in the JSON). A benchmark with
+``compare`` trains each comparison after the recipe, in the same budget, and reports its test
+metrics under its name (``baseline/test/acc``).
 """
 from __future__ import annotations
 
@@ -38,6 +42,14 @@ BENCHMARKS: dict[str, dict] = {
               "data": lambda root: []} for name in ("neuraltalk", "show_and_tell", "show_attend_tell")},
     "row_lstm": {"recipe": "row_lstm", "minutes": None, "report": ["test/acc", "test/f1", "val/acc"],
                  "data": lambda root: []},
+    # the papers' comparisons, each in the recipe's budget: RAM against a conv net of about the
+    # same size (Mnih et al. 2014, Table 2), DRAW against itself without attention and a VAE
+    "glimpse": {"recipe": "ram", "minutes": 12, "report": ["test/acc", "val/acc"], "data": lambda root: [],
+                "compare": {"baseline": ["task=imageclass", "trainer.max_epochs=30"]}},
+    "draw": {"recipe": "draw", "minutes": 9, "report": ["test/nll", "test/recon", "test/kl", "val/nll"],
+             "data": lambda root: [],
+             "compare": {"no_attention": ["recipe=draw", "task.attention=false"],
+                         "vae": ["recipe=draw", "task.attention=false", "task.steps=1"]}},
 }
 EXPECTED = re.compile(r"^# Expected: (\S+) (>=|<=) ([0-9.]+)", re.MULTILINE)
 
@@ -84,34 +96,49 @@ def main(argv: list[str] | None = None) -> None:
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s")
     from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
 
     from zoo.run.checks import check
     from zoo.run.configs import config_dir
     from zoo.run.train import train
 
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    choices = dict(cfg.hydra.runtime.choices)
-    from omegaconf import open_dict
+    def composed(over: list[str]):
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose("config", overrides=over, return_hydra_config=True)
+        choices = dict(cfg.hydra.runtime.choices)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        check(cfg, choices)
+        return cfg
 
-    with open_dict(cfg):
-        del cfg["hydra"]
-    check(cfg, choices)
+    common = [*bench["data"](root), *budget, "trainer.enable_progress_bar=false", *args.overrides]
+    runs = {"": composed(overrides)}  # every config checked before anything trains
+    for name, over in bench.get("compare", {}).items():
+        print(f"{name}: python -m zoo " + " ".join([*over, *common]), flush=True)
+        runs[name] = composed([*over, *common])
     if args.dry_run:
         return
     start = time.monotonic()
-    train(cfg, run_dir=run_dir, name=f"quality-{args.task}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    result = {"task": args.task, "minutes": round((time.monotonic() - start) / 60, 1), "run": str(run_dir),
-              **{k: metrics[k] for k in bench["report"] if k in metrics}, **{k: v for k, v in metrics.items()
-                                                                               if k.startswith("test/")}}
+    result: dict = {"task": args.task}
+    for name, cfg in runs.items():
+        folder = run_dir if not name else run_dir.with_name(f"{run_dir.name}-{name}")
+        train(cfg, run_dir=folder, name=f"quality-{args.task}{'-' + name if name else ''}")
+        metrics = json.loads((folder / "metrics.json").read_text())
+        if not name:
+            main_metrics = metrics
+            result.update({"run": str(folder), **{k: metrics[k] for k in bench["report"] if k in metrics},
+                           **{k: v for k, v in metrics.items() if k.startswith("test/")}})
+        else:
+            result.update({f"{name}/run": str(folder),
+                           **{f"{name}/{k}": v for k, v in metrics.items() if k.startswith("test/")}})
+    result["minutes"] = round((time.monotonic() - start) / 60, 1)
+    metrics = main_metrics
     # the recipe's own claim, checked: its "# Expected:" line
     result["expected"] = f"{metric} {op} {bound}"
     result["met"] = metric in metrics and meets(metrics[metric], op, bound)
     print(f"recipe {bench['recipe']}: expected {metric} {op} {bound}, got {metrics.get(metric)}: "
           f"{'met' if result['met'] else 'NOT MET'}", flush=True)
     print(json.dumps(result), flush=True)
-
 
 if __name__ == "__main__":
     sys.exit(main())

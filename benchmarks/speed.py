@@ -1,7 +1,7 @@
 """Speed, side by side: the zoo against a hand-written baseline and the machine's limits.
 
     python -m benchmarks.speed                       # everything (about 15 minutes on 2 CPU cores)
-    python -m benchmarks.speed --only overhead       # one group: overhead fused flops beam data startup
+    python -m benchmarks.speed --only overhead       # one group: overhead fused flops beam data startup glimpse
     python -m benchmarks.speed --threads 2 --repeats 7
 
 Each comparison runs both sides in one process, alternating them, after a warm-up, with the
@@ -402,8 +402,47 @@ def bench_startup() -> None:
     RESULTS["tbptt_memory_growth_x16"] = round(RESULTS["tbptt_peak_mb_x16"] / RESULTS["tbptt_peak_mb_x1"], 3)
 
 
+# -- 7. glimpses: a cost that does not grow with the image --------------------------------------
+def _image_model(task: str, side: int, overrides: list[str]):
+    from zoo.api import compose_config
+    from zoo.data.spec import DataSpec
+    from zoo.run.train import build_task
+
+    cfg, _ = compose_config([f"task={task}", *overrides])
+    spec = DataSpec(labels=[str(d) for d in range(10)], image_shape=(1, side, side))
+    return build_task(cfg, spec).to(ARGS.device).eval()
+
+
+def bench_glimpse(B: int = 64) -> None:
+    """FLOPs and time per image of the glimpse models and the CNN baseline at 60x60 and 100x100
+    (forward, the default configs): a retina reads a fixed number of pixels, a CNN all of them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    print(f"7. glimpses: cost per image, B={B}, forward (MFLOPs counted by torch; milliseconds)")
+    models = {"glimpse_retina": ("glimpse", []), "glimpse_filterbank": ("glimpse", ["encoder=filterbank"]),
+              "imageclass_cnn": ("imageclass", [])}
+    flops, ms = {}, {}
+    for side in (60, 100):
+        x = torch.rand(B, 1, side, side, device=ARGS.device)
+        for name, (task, overrides) in models.items():
+            model = _image_model(task, side, overrides)
+            with torch.no_grad():
+                counter = FlopCounterMode(display=False)
+                with counter:
+                    model(x)
+                flops[name, side] = counter.get_total_flops() / B / 1e6
+                model(x)  # warm-up
+                ms[name, side] = statistics.median(timed(lambda: model(x)) for _ in range(ARGS.repeats)) / B * 1000
+            print(f"  {name:20s} {side:3d}x{side:<3d}: {flops[name, side]:8.2f} MFLOPs/image {ms[name, side]:7.3f} ms/image")
+    for name in models:
+        RESULTS[f"{name}_mflops_60"], RESULTS[f"{name}_mflops_100"] = round(flops[name, 60], 2), round(flops[name, 100], 2)
+        report(f"{name}_flops_100_over_60", flops[name, 100] / flops[name, 60],
+               "(FLOPs at 100x100 / at 60x60; 1: the cost does not grow with the image)")
+        report(f"{name}_time_100_over_60", ms[name, 100] / ms[name, 60], "(time, the same ratio)")
+
+
 GROUPS = {"overhead": bench_overhead, "fused": bench_fused, "flops": bench_flops, "beam": bench_beam,
-          "data": bench_data, "startup": bench_startup}
+          "data": bench_data, "startup": bench_startup, "glimpse": bench_glimpse}
 
 
 def main(argv: list[str] | None = None) -> None:

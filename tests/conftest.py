@@ -119,6 +119,10 @@ TINY = {
                "cell.hidden_size=16", "task.sample.length=20", *QUIET],
     "video": [*_SIZES, "encoder.channels=[4]", "encoder.fc=[8]", "cell.hidden_size=8", *QUIET],
     "seqimage": ["cell.hidden_size=16", *QUIET],
+    "imageclass": [*_SIZES, "encoder.channels=[4]", "encoder.fc=[8]", *QUIET],
+    "glimpse": [*_SIZES, "cell.hidden_size=16", "encoder.dim=16", "encoder.what_dim=8", "encoder.where_dim=8",
+                "task.glimpses=2", *QUIET],
+    "draw": [*_SIZES, "cell.hidden_size=16", "task.steps=2", "task.z_size=4", "task.samples=4", *QUIET],
 }
 
 

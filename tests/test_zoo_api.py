@@ -189,6 +189,8 @@ EXPECTED_METRICS = {
     "zoo.tasks.charlm.CharLMTask": {"loss", "bpc", "ppl"},
     "zoo.tasks.labels.LabelTask": {"acc", "f1", "loss"},
     "zoo.tasks.translation.TranslationTask": {"bleu", "chrf", "loss"},
+    "zoo.tasks.glimpse.GlimpseTask": {"acc", "f1", "loss"},
+    "zoo.tasks.draw.DRAWTask": {"nll", "recon", "kl", "bits_per_pixel"},
 }
 
 

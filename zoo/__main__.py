@@ -29,6 +29,18 @@ def _run(cfg: DictConfig) -> float:
     return train(cfg)
 
 
+def _built_from(task: str) -> str:
+    """' (it is built from encoder, head, data)': the groups a task's config file picks."""
+    from omegaconf import OmegaConf
+
+    file = config_dir() / "task" / f"{task}.yaml"
+    if not file.is_file():
+        return ""
+    picked = [str(next(iter(d))).strip("/").split("@")[0] for d in OmegaConf.load(file).get("defaults", [])
+              if hasattr(d, "keys")]
+    return f" (it is built from {', '.join(picked)})" if picked else ""
+
+
 def _suggest(message: str, cause: BaseException | None) -> str:
     """Add 'did you mean' to Hydra's composition errors."""
     message = message.split("\nConfig search path:")[0].rstrip()
@@ -40,6 +52,10 @@ def _suggest(message: str, cause: BaseException | None) -> str:
         group, wrong = m.groups()
         near = difflib.get_close_matches(wrong, group_options(group), n=1)
         return f"{message}\nDid you mean {group}={near[0]}?" if near else message
+    m = re.search(r"Could not override '(\w+)'. No match in the defaults list", message)
+    if m and group_options(m.group(1)):  # a group the chosen task is not built from (no cell in imageclass)
+        task = next((a.split("=", 1)[1] for a in reversed(sys.argv[1:]) if a.startswith("task=")), "captioning")
+        return f"task={task} has no {m.group(1)}{_built_from(task)}: drop {m.group(1)}=... from the command line"
     m = re.search(r"Could not override '([^']+)'", message) or re.search(r"Key '([^']+)' is not in struct", message)
     node = getattr(cause, "parent_node", None) if cause is not None else None
     if m and node is not None and hasattr(node, "keys"):
