@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from zoo.data.hf_captions import HFCaptions
+from zoo.data.images import read_image
 from zoo.data.karpathy import KarpathyCaptions
 from zoo.data.shapes import COLOURS, ShapesCaptions, make_split
 from zoo.data.vocab import SPECIALS, Vocabulary, tokenize_caption
@@ -114,6 +115,34 @@ def test_karpathy_split_json_with_an_image_folder(tmp_path):
     assert dm.splits["val"].refs[0] == ["a dog number 3", "the dog 3 runs", "a dog"]
     b = next(iter(dm.val_dataloader()))
     assert b["images"].shape == (2, 3, 24, 24) and 0 <= b["images"].min() and b["images"].max() <= 1
+
+
+def test_transparent_pngs_are_composited_onto_white(tmp_path):
+    """RGBA, grey+alpha and palette PNGs with a transparent colour: the transparent parts become
+    white (not the black stored under them), half-transparent red becomes pink."""
+    rgba = np.zeros((20, 20, 4), dtype=np.uint8)  # transparent black, as emoji and clip art store it
+    rgba[5:15, 5:15] = (200, 0, 0, 255)
+    rgba[0:5, 5:15] = (255, 0, 0, 128)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    la = np.zeros((20, 20, 2), dtype=np.uint8)
+    la[5:15, 5:15] = (60, 255)
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    pal = Image.fromarray(rgba[..., :3]).convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+    pal.info["transparency"] = pal.getpixel((0, 19))  # the black corner's palette index
+    pal.save(tmp_path / "pal.png", transparency=pal.info["transparency"])
+    names = ["rgba.png", "la.png", "pal.png"]
+    dm = KarpathyCaptions(json_path=str(karpathy_json(tmp_path, [kimage(n, s, "a red square") for n, s in
+                                                                  zip(names, ("train", "val", "test"))])),
+                          image_dir=str(tmp_path), image_size=20)
+    dm.setup()
+    pixels = {s: (dm.splits[s].store[0].permute(1, 2, 0).numpy() * 255).round() for s in ("train", "val", "test")}
+    for s, px in pixels.items():
+        assert (px[19, 0] == 255).all(), (s, px[19, 0])  # a transparent corner is white
+    assert tuple(pixels["train"][10, 10]) == (200, 0, 0) and tuple(pixels["val"][10, 10]) == (60, 60, 60)
+    assert abs(pixels["train"][2, 10] - (255, 127, 127)).max() <= 2  # half red over white
+    assert tuple(pixels["test"][10, 10]) != (255, 255, 255)  # the opaque square stays
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "rgb.png")  # an opaque image is as it was
+    assert read_image(tmp_path / "rgb.png", 20)[19, 0].tolist() == [0, 0, 0]
 
 
 def test_karpathy_bad_input_is_an_error_or_a_counted_skip(tmp_path):

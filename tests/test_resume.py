@@ -144,3 +144,15 @@ def test_resume_takes_a_folder_with_a_tilde_or_a_comma(tmp_path):
     assert code == 0, err[-3000:]
     assert f"run folder: {odd}" in out
     assert torch.load(odd / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2 * steps  # continued
+
+
+def test_last_checkpoint_is_the_last_epoch_even_when_it_was_not_the_best(tmp_path):
+    """last.ckpt is what resume= continues from: it must be every epoch's, not only the best's
+    (Lightning 2.6's save_last saves it only when best.ckpt is saved)."""
+    from zoo.run.train import train
+
+    train(compose("task=sentiment", *TINY["sentiment"], "trainer.max_epochs=3", "optimizer.lr=0.0"),
+          run_dir=tmp_path, name="flat")  # lr 0: no epoch improves on the first
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
+    assert (best["epoch"], last["epoch"]) == (0, 2)

@@ -87,7 +87,7 @@ def test_frozen_encoder_features_are_cached_on_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(feature_cache, "encode_store", lambda enc, store, *a, **kw: calls.append(len(store)) or real(enc, store, *a, **kw))
     attached = []
     real_attach = CaptioningData.attach_features
-    monkeypatch.setattr(CaptioningData, "attach_features", lambda self, s, f: attached.append(f) or real_attach(self, s, f))
+    monkeypatch.setattr(CaptioningData, "attach_features", lambda self, s, f, **kw: attached.append(f) or real_attach(self, s, f, **kw))
     train(compose(*overrides), run_dir=tmp_path / "one", name="one")
     assert sorted(calls) == [16, 16, 64]  # train, val, test: each image through the CNN once
     assert attached and all(isinstance(f, np.memmap) for f in attached)  # read from disk as needed, not held in RAM

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.bad_input import BadInput
 from zoo.data.batching import BucketBatchSampler, StatefulLoader
-from zoo.data.images import BlindStore, FeatureStore, check_image
+from zoo.data.images import BlindStore, FeaturesAndImages, FeatureStore, check_image
 from zoo.data.spec import DataSpec
 from zoo.data.vocab import Vocabulary, tokenize_caption
 from zoo.errors import DataError
@@ -168,13 +168,14 @@ class CaptioningData(pl.LightningDataModule):
     def image_store(self, split: str):
         return self.splits[split].store
 
-    def attach_features(self, split: str, features) -> None:
+    def attach_features(self, split: str, features, keep_images: bool = False) -> None:
         """Replace a split's images by precomputed encoder features, an array (N, D) or (N, cells, C)
-        (a frozen encoder's, memory-mapped from the cache)."""
+        (a frozen encoder's, memory-mapped from the cache); with ``keep_images`` batches carry both
+        (an encoder fine-tuned later)."""
         s = self.splits[split]
         if len(features) != len(s.store):
             raise ValueError(f"{split}: {len(features)} feature rows for {len(s.store)} images")
-        s.store = FeatureStore(features)
+        s.store = FeaturesAndImages(features, s.store) if keep_images else FeatureStore(features)
 
     # -- loaders -----------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
@@ -213,7 +214,14 @@ class _Subset:
 
 
 def _image_key(store) -> str:
-    return "features" if isinstance(store, FeatureStore) else "images"
+    return "features" if isinstance(store, FeatureStore) else "both" if isinstance(store, FeaturesAndImages) else "images"
+
+
+def _stacked(key: str, inputs: list) -> dict[str, Tensor]:
+    """The batch's images and/or features: {"images": (B, ...)}, {"features": ...} or both."""
+    if key == "both":
+        return {k: torch.stack([x[k] for x in inputs]) for k in ("features", "images")}
+    return {key: torch.stack(inputs)}
 
 
 class _Pairs(Dataset):
@@ -249,7 +257,7 @@ def pad(seqs: Sequence[Sequence[int]], pad_id: int = Vocabulary.pad_id) -> Tenso
 
 def _collate_pairs(items):
     key = items[0][0]
-    return {key: torch.stack([it[1] for it in items]), "captions": pad([it[2] for it in items]),
+    return {**_stacked(key, [it[1] for it in items]), "captions": pad([it[2] for it in items]),
             "index": torch.tensor([it[3] for it in items])}
 
 
@@ -257,5 +265,5 @@ def _collate_images(items):
     key = items[0][0]
     caps = [c for it in items for c in it[2]]
     owner = torch.tensor([b for b, it in enumerate(items) for _ in it[2]])
-    return {key: torch.stack([it[1] for it in items]), "captions": pad(caps), "owner": owner,
+    return {**_stacked(key, [it[1] for it in items]), "captions": pad(caps), "owner": owner,
             "refs": [it[3] for it in items], "index": torch.tensor([it[4] for it in items])}

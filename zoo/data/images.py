@@ -20,12 +20,25 @@ from zoo.errors import DataError
 ImageSource = Union[str, Path, bytes]
 
 
+def _opaque_rgb(im: Image.Image) -> Image.Image:
+    """RGB, with transparent parts (an alpha channel, or a palette's or grey image's transparent
+    colour) composited onto white: a plain ``convert("RGB")`` drops the alpha and shows the
+    colour stored under it, which in most transparent PNGs (emoji, clip art, icons) is black."""
+    if im.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in im.info:
+        return im.convert("RGB")
+    im = im.convert("RGBA")
+    white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+    white.alpha_composite(im)
+    return white.convert("RGB")
+
+
 def read_image(source: ImageSource, size: int) -> np.ndarray:
-    """Decode a file (or bytes), make it RGB, resize the shorter side to ``size`` and crop the centre."""
+    """Decode a file (or bytes), make it RGB (transparency onto white), resize the shorter side to
+    ``size`` and crop the centre."""
     where = "<bytes>" if isinstance(source, bytes) else str(source)
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
-            im = im.convert("RGB")
+            im = _opaque_rgb(im)
             w, h = im.size
             s = size / min(w, h)
             im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.Resampling.BILINEAR)
@@ -116,6 +129,20 @@ class FeatureStore:
 
     def __getitem__(self, i: int) -> Tensor:
         return torch.from_numpy(np.array(self.features[i]))  # a copy of one row; the rest stays on disk
+
+
+class FeaturesAndImages:
+    """Both, for an encoder frozen now and fine-tuned later (``encoder.finetune_after``): the task
+    reads the features while the encoder is frozen and the images after, with the same batches."""
+
+    def __init__(self, features, images) -> None:
+        self.features, self.images = FeatureStore(features), images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {"features": self.features[i], "images": self.images[i]}
 
 
 def read_picture(source: ImageSource, shape: tuple[int, int, int]) -> Tensor:

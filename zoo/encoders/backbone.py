@@ -115,7 +115,8 @@ class BackboneEncoder(nn.Module):
     builders: ClassVar[dict[str, tuple[Callable, Any]]] = {}
 
     def __init__(self, *, arch: str, pretrained: bool, freeze: bool, input_size: int | None,
-                 weights: str | None = None, recipe: str = "weights") -> None:
+                 weights: str | None = None, recipe: str = "weights", finetune_after: int | None = None,
+                 finetune_blocks: int = 1, lr: float | None = None) -> None:
         super().__init__()
         if arch not in self.builders:
             raise ConfigError(f"encoder.arch must be one of {sorted(self.builders)}, got {arch!r}")
@@ -131,10 +132,49 @@ class BackboneEncoder(nn.Module):
             fit_state_dict(net, read_state_dict(weights, what, otherwise), what, unused_keys(net, self.trunk, self.head))
             log.info("encoder %s: weights from %s", arch, weights)
         self.input_transform = self.transform_for(arch, input_size, recipe)
-        self.frozen = freeze
+        self.frozen, self.finetune_after, self.lr = freeze, finetune_after, lr
         if freeze:  # a fixed function of the image from the start: no gradients, BN statistics never updated
             self.requires_grad_(False)
             self.eval()
+        # fine-tuning: frozen (and cached) for the first finetune_after epochs, then the last blocks train
+        if finetune_after is not None:
+            if not freeze:
+                raise ConfigError(f"encoder.finetune_after={finetune_after} needs encoder.freeze=true: the encoder is "
+                                  f"frozen for the first {finetune_after} epochs, then its last blocks are trained")
+            if finetune_after < 0:
+                raise ConfigError(f"encoder.finetune_after must be an epoch (>= 0), got {finetune_after}")
+            n = len(self.blocks())
+            if not 1 <= finetune_blocks <= n:
+                raise ConfigError(f"encoder.finetune_blocks must be 1..{n} (encoder={arch} has {n} blocks), got {finetune_blocks}")
+        if lr is not None and finetune_after is None:
+            raise ConfigError("encoder.lr is the learning rate of the fine-tuned blocks: set encoder.finetune_after=N too")
+        self.finetune_blocks = finetune_blocks
+
+    def blocks(self) -> list[nn.Module]:
+        """The network's blocks with parameters, input to output (a batch norm goes with the layer
+        before it): what fine-tuning unfreezes from the end (ResNet: a stage; VGG: a conv layer,
+        then the classifier's FC layers; EfficientNet: an MBConv block)."""
+        out: list[list[nn.Module]] = []
+        for m in [*self.trunk.children(), self.head]:
+            if not any(True for _ in m.parameters()):
+                continue
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and out:
+                out[-1].append(m)
+            else:
+                out.append([m])
+        return [group[0] if len(group) == 1 else nn.ModuleList(group) for group in out]
+
+    def finetune_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the last ``finetune_blocks`` blocks (none without fine-tuning)."""
+        if self.finetune_after is None:
+            return []
+        return [p for block in self.blocks()[-self.finetune_blocks:] for p in block.parameters()]
+
+    def start_finetuning(self) -> None:
+        """The last blocks train from now on; batch-norm statistics stay the pretrained ones."""
+        self.frozen = False
+        for p in self.finetune_parameters():
+            p.requires_grad_(True)
 
     @classmethod
     def network(cls, arch: str, pretrained: bool) -> nn.Module:
@@ -165,7 +205,12 @@ class BackboneEncoder(nn.Module):
         raise NotImplementedError
 
     def train(self, mode: bool = True) -> BackboneEncoder:
-        return super().train(mode and not self.frozen)  # a frozen encoder keeps its BN statistics
+        super().train(mode and not self.frozen)  # a frozen encoder keeps its BN statistics
+        if self.finetune_after is not None:  # and so does a fine-tuned one: small batches would spoil them
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     def forward(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, out_dim)."""

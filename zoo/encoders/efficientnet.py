@@ -118,10 +118,9 @@ class EfficientNetLiteEncoder(BackboneEncoder):
 
     builders: ClassVar[dict] = {"efficientnet_lite0": (EfficientNetLite0, None)}
 
-    def __init__(self, *, arch: str = "efficientnet_lite0", pretrained: bool = True, weights: str | None = None,
-                 freeze: bool = False, input_size: int | None = 224, recipe: str = "weights") -> None:
-        super().__init__(arch=arch, pretrained=pretrained, weights=weights, freeze=freeze, input_size=input_size,
-                         recipe=recipe)
+    def __init__(self, *, arch: str = "efficientnet_lite0", pretrained: bool = True, freeze: bool = False,
+                 input_size: int | None = 224, **options) -> None:  # options: BackboneEncoder's
+        super().__init__(arch=arch, pretrained=pretrained, freeze=freeze, input_size=input_size, **options)
 
     @classmethod
     def network(cls, arch: str, pretrained: bool) -> EfficientNetLite0:

@@ -19,10 +19,9 @@ class ResNetEncoder(BackboneEncoder):
         "resnet101": (models.resnet101, models.ResNet101_Weights),
     }
 
-    def __init__(self, *, arch: str = "resnet18", pretrained: bool = True, weights: str | None = None,
-                 freeze: bool = False, input_size: int | None = 224, recipe: str = "weights") -> None:
-        super().__init__(arch=arch, pretrained=pretrained, weights=weights, freeze=freeze, input_size=input_size,
-                         recipe=recipe)
+    def __init__(self, *, arch: str = "resnet18", pretrained: bool = True, freeze: bool = False,
+                 input_size: int | None = 224, **options) -> None:  # options: BackboneEncoder's
+        super().__init__(arch=arch, pretrained=pretrained, freeze=freeze, input_size=input_size, **options)
 
     @staticmethod
     def split(net):

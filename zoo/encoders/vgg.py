@@ -19,10 +19,9 @@ class VGGEncoder(BackboneEncoder):
         "vgg19": (models.vgg19, models.VGG19_Weights),
     }
 
-    def __init__(self, *, arch: str = "vgg16", pretrained: bool = True, weights: str | None = None,
-                 freeze: bool = False, input_size: int | None = 224, recipe: str = "weights") -> None:
-        super().__init__(arch=arch, pretrained=pretrained, weights=weights, freeze=freeze, input_size=input_size,
-                         recipe=recipe)
+    def __init__(self, *, arch: str = "vgg16", pretrained: bool = True, freeze: bool = False,
+                 input_size: int | None = 224, **options) -> None:  # options: BackboneEncoder's
+        super().__init__(arch=arch, pretrained=pretrained, freeze=freeze, input_size=input_size, **options)
 
     @staticmethod
     def split(net):

@@ -138,9 +138,13 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, name: str | None =
         loggers = instantiate(cfg.logger)(save_dir=run_dir, run_name=name, group=identity.get("group", group),
                                           id=identity.get("wandb_id"))
         checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=cfg.monitor.metric,
-                                     mode=MODES[cfg.monitor.direction], save_last=True, save_top_k=1,
+                                     mode=MODES[cfg.monitor.direction], save_top_k=1,
                                      auto_insert_metric_name=False, enable_version_counter=False)
-        callbacks = [checkpoint, EpochLog(), SaveOnInterrupt(run_dir / "checkpoints" / "last.ckpt"), RankSeed(cfg.seed)]
+        # last.ckpt after every epoch, whether or not it was the best: Lightning's own save_last
+        # saves it only when best.ckpt is saved, which would make resume= lose the epochs since
+        last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                               enable_version_counter=False)
+        callbacks = [checkpoint, last, EpochLog(), SaveOnInterrupt(run_dir / "checkpoints" / "last.ckpt"), RankSeed(cfg.seed)]
         wandb = wandb_logger(loggers)
         if wandb is not None:
             callbacks += [LearningRateMonitor(logging_interval="step"), GradNormLog()]

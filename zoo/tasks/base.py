@@ -57,7 +57,13 @@ class Task(pl.LightningModule):
         self.metrics = nn.ModuleDict()
 
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
+        later = getattr(getattr(self, "encoder", None), "finetune_parameters", lambda: [])()
+        params: list = [p for p in self.parameters() if p.requires_grad]
+        if later:  # the encoder's blocks to fine-tune: in the optimizer from the start (they have no
+            # gradient while frozen, so it leaves them alone), with their own learning rate; the
+            # optimizer's groups are then the same before and after, and resume= just works
+            lr = self.encoder.lr if self.encoder.lr is not None else self._optimizer.keywords.get("lr", 1e-3) * 0.1
+            params = [{"params": params}, {"params": later, "lr": lr}]
         optimizer = self._optimizer(params=params)
         if self._scheduler is None:
             return optimizer

@@ -6,6 +6,7 @@ never teacher-forced; the teacher-forced loss and perplexity are reported beside
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +25,8 @@ from zoo.tasks.sample_sheet import draw_attention, draw_caption_sheet
 def image_features(encoder: nn.Module, images: Tensor, grid: bool) -> Tensor:
     return encoder.grid(images) if grid else encoder(images)
 
+
+log = logging.getLogger(__name__)
 
 class CaptionEncoder(nn.Module):
     """Images -> what the decoder reads, as one module (for export)."""
@@ -89,7 +92,9 @@ class CaptioningTask(Task):
 
     def features(self, batch: dict) -> Tensor:
         """Cached features when the encoder is frozen, else the encoder's output."""
-        return batch["features"] if "features" in batch else self.encode(batch["images"])
+        if "features" in batch and ("images" not in batch or getattr(self.encoder, "frozen", False)):
+            return batch["features"]
+        return self.encode(batch["images"])
 
     def forward(self, images: Tensor, **decode: Any) -> Generated:
         """Caption images (B, 3, H, W) with the configured decoding (overridable by keyword)."""
@@ -108,7 +113,17 @@ class CaptioningTask(Task):
                 store = dm.image_store(split)
                 if not hasattr(store, "features"):  # not attached yet
                     dm.attach_features(split, shared_features(self.trainer, self.encoder, store, dm.fingerprint(split),
-                                                              self.feature_cache, grid=self.decoder.uses_grid))
+                                                              self.feature_cache, grid=self.decoder.uses_grid),
+                                       keep_images=getattr(self.encoder, "finetune_after", None) is not None)
+
+    # -- fine-tuning the encoder (encoder.finetune_after) ----------------------------------
+    def _maybe_start_finetuning(self) -> None:
+        at = getattr(self.encoder, "finetune_after", None)
+        if at is not None and self.current_epoch >= at and self.encoder.frozen:  # also when resumed after it
+            self.encoder.start_finetuning()  # from now on features() reads the images the batches also carry
+            self.encoder.train(self.training)
+            log.info("from epoch %d: fine-tuning the encoder's last %d block(s)", self.current_epoch,
+                     self.encoder.finetune_blocks)
 
     # -- steps ------------------------------------------------------------------------
     @property
@@ -118,6 +133,7 @@ class CaptioningTask(Task):
         return bool(n) and self._trainer is not None and self.current_epoch >= self.trainer.max_epochs - n
 
     def on_train_epoch_start(self) -> None:
+        self._maybe_start_finetuning()
         if self.self_critical and self.scst["lr"] and self.current_epoch == self.trainer.max_epochs - self.scst["epochs"]:
             for group in self.trainer.optimizers[0].param_groups:  # a smaller step for the policy gradient
                 group["lr"] = self.scst["lr"]
