@@ -15,7 +15,7 @@ from zoo.data.charstream import HFText, TextFile
 from zoo.data.classification import DelimitedText, HFTextClassification, LabelledLines
 from zoo.data.digits import Digits
 from zoo.data.frames import FrameFolders, HFFrames
-from zoo.data.image_classification import HFImageClassification
+from zoo.data.hf_image_classification import HFImageClassification
 from zoo.data.parallel import HFTranslation, ParallelFiles
 from zoo.data.tagging import IGNORE, CoNLL, CoNLLU, HFTokenClassification
 from zoo.errors import DataError

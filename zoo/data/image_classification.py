@@ -60,31 +60,3 @@ class ImageClassificationData(SequenceData):
 
 def _natural(label: str):
     return (0, int(label)) if label.isdigit() else (1, label)
-
-
-class HFImageClassification(ImageClassificationData):
-    def __init__(self, *, name: str, config_name: str | None = None, data_dir: str | None = None,
-                 data_files: dict | None = None, image_column: str = "image", label_column: str = "label",
-                 grayscale: bool = True, image_size: int | None = None, splits: dict | None = None,
-                 val_fraction: float = 0.1, test_fraction: float = 0.1, split_seed: int = 0, **kwargs) -> None:
-        super().__init__(**kwargs)
-        from zoo.data.hf import HFSplits
-
-        self.hf = HFSplits(name, config_name=config_name, data_dir=data_dir, data_files=data_files, splits=splits,
-                           val_fraction=val_fraction, test_fraction=test_fraction, split_seed=split_seed,
-                           columns=(image_column, label_column))
-        self.image_column, self.label_column = image_column, label_column
-        self.grayscale, self.image_size = grayscale, image_size
-
-    def read_split(self, split: str) -> list[Picture]:
-        names = self.hf.label_names(self.label_column)
-        out = []
-        for k, row in enumerate(self.hf.split(split)):
-            im = row[self.image_column].convert("L" if self.grayscale else "RGB")
-            if self.image_size:
-                im = im.resize((self.image_size, self.image_size))
-            pix = np.asarray(im)
-            pix = pix[:, :, None] if pix.ndim == 2 else pix
-            label = row[self.label_column]
-            out.append(Picture(pix, names[label] if names else str(label), f"{self.hf.name} [{split}] row {k}"))
-        return out
