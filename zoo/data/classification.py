@@ -19,6 +19,7 @@ import torch
 from zoo.data.bad_input import BadInput
 from zoo.data.sequences import SPLITS, SequenceData, make_tokenizer, pad_batch
 from zoo.data.spec import DataSpec
+from zoo.data.tokenizers import TextTokenizer, check_kind, vocabulary_for
 from zoo.data.vocab import Vocabulary
 from zoo.errors import DataError
 
@@ -60,15 +61,35 @@ def text_lines(path: str | Path, bad: BadInput) -> Iterator[tuple[int, str | Non
 
 
 class TextClassificationData(SequenceData):
+    """Sources split a sentence into words as they read it (``self.tokenize``: whitespace or
+    words); with ``tokenizer=chars|bpe|unigram`` those words, joined by spaces, are cut again by
+    the characters or by subwords trained on the training split (zoo.data.tokenizers)."""
+
     label_mode = "many_to_one"  # a label per sequence: the head must be many_to_one
+
     def __init__(self, *, min_count: int = 1, max_len: int | None = None, labels: list[str] | None = None,
-                 lowercase: bool = False, tokenizer: str = "whitespace", **kwargs) -> None:
+                 lowercase: bool = False, tokenizer: str = "whitespace", vocab_size: int | None = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.min_count, self.max_len, self.fixed_labels = min_count, max_len, labels
-        self.tokenize = make_tokenizer(tokenizer, lowercase)
+        self.tokenizer, self.lowercase, self.vocab_size = check_kind(tokenizer), lowercase, vocab_size
+        self.tokenize = make_tokenizer(tokenizer if tokenizer in ("whitespace", "words") else "whitespace", lowercase)
+
+    def text_tokenizer(self, raw: dict[str, list[Sentence]]) -> TextTokenizer:
+        """A trained model's (evaluation, resume), else made from the training split."""
+        if self.fixed is not None and self.fixed.tokenizer is not None:
+            return self.fixed.tokenizer
+        if self.fixed is not None or self.tokenizer in ("whitespace", "words"):
+            return TextTokenizer(self.tokenizer, lowercase=self.lowercase)
+        return TextTokenizer.train(self.tokenizer, (" ".join(s.tokens) for s in raw["train"]),
+                                   vocab_size=self.vocab_size, lowercase=self.lowercase)
 
     def encode(self, raw: dict[str, list[Sentence]]) -> DataSpec:
-        vocab = self.fixed.vocab if self.fixed else Vocabulary.build((s.tokens for s in raw["train"]), self.min_count)
+        tok = self.text_tokenizer(raw)
+        if tok.kind not in ("whitespace", "words"):  # cut the words again: characters, subwords
+            raw = {split: [s._replace(tokens=tok.split(" ".join(s.tokens))) for s in raw[split]] for split in SPLITS}
+        vocab = self.fixed.vocab if self.fixed else vocabulary_for(tok, (s.tokens for s in raw["train"]),
+                                                                   min_count=self.min_count, vocab_size=self.vocab_size)
         labels = label_set(self, lambda: sorted({s.label for s in raw["train"]}))
         index = {label: i for i, label in enumerate(labels)}
         for split in SPLITS:
@@ -82,7 +103,7 @@ class TextClassificationData(SequenceData):
                     ids = vocab.encode(s.tokens[: self.max_len] if self.max_len else s.tokens)
                     out.append((ids, index[s.label]))
             self.data[split] = out
-        return DataSpec(vocab=vocab, labels=labels)
+        return DataSpec(vocab=vocab, labels=labels, tokenizer=tok)
 
     def collate(self, items):
         tokens, lengths = pad_batch([ids for ids, _ in items], Vocabulary.pad_id)

@@ -5,20 +5,29 @@ Europarl, ...), ``HFTranslation`` (Hugging Face sets: a ``translation`` column o
 {lang: text} dicts, or two text columns), and the built-in ``ToyTranslation``
 (zoo.data.toy_translation).
 
-Training pairs longer than ``max_len`` tokens on either side are left out (counted, logged);
-validation and test keep every pair, so their scores cover the whole set.
+Each side has its tokenizer (``data.tokenizer``: words, chars, or bpe/unigram subwords trained
+on that side of the training split, ``data.vocab_size``; zoo.data.tokenizers) and its
+vocabulary; both travel in the DataSpec. Training pairs longer than ``max_len`` tokens on
+either side are left out (counted, logged); validation and test keep every pair, so their
+scores cover the whole set. The references are the target sentences as they are in the data
+(untokenised, and cased unless ``lowercase``, which lower-cases everything): BLEU and chrF
+compare them with the detokenised translations.
 
 Batches: src (B, S), src_lengths (B,), tgt (B, L) = <START> w.. <END> <PAD>.., refs: the B
-target sentences as text (what BLEU compares the generated text with).
+target sentences as text (what BLEU compares the generated text with), sources: the B source
+sentences as text, index (B,): the examples' places in their split.
 """
 from __future__ import annotations
 
 import logging
 from typing import NamedTuple
 
+import torch
+
 from zoo.data.classification import split_paths, text_lines
-from zoo.data.sequences import SPLITS, SequenceData, make_tokenizer, pad_batch
+from zoo.data.sequences import SPLITS, SequenceData, pad_batch
 from zoo.data.spec import DataSpec
+from zoo.data.tokenizers import TRAINED, TextTokenizer, check_kind, vocabulary_for
 from zoo.data.vocab import Vocabulary
 from zoo.errors import DataError
 
@@ -32,14 +41,28 @@ class Pair(NamedTuple):
 
 
 class ParallelData(SequenceData):
-    def __init__(self, *, min_count: int = 1, max_len: int = 50, lowercase: bool = True,
-                 tokenizer: str = "words", **kwargs) -> None:
+    def __init__(self, *, min_count: int = 1, max_len: int = 50, lowercase: bool = False,
+                 tokenizer: str = "words", vocab_size: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.min_count, self.max_len, self.lowercase = min_count, max_len, lowercase
-        self.tokenize = make_tokenizer(tokenizer, lowercase)
+        self.tokenizer, self.vocab_size = check_kind(tokenizer, ("words", "chars", *TRAINED)), vocab_size
+        if lowercase:
+            log.warning("data.lowercase=true: sources, targets and references are lower-cased, so BLEU/chrF are "
+                        "lower-cased figures (papers report cased ones: data.lowercase=false)")
+
+    def tokenizers(self, raw: dict[str, list[Pair]]) -> tuple[TextTokenizer, TextTokenizer]:
+        """(source, target): a trained model's (evaluation, resume), else made from the training split."""
+        if self.fixed is not None and self.fixed.tokenizer is not None:
+            return self.fixed.src_tokenizer, self.fixed.tokenizer
+        if self.fixed is not None:  # a checkpoint from before tokenizers travelled in the spec
+            return (TextTokenizer(self.tokenizer, lowercase=self.lowercase),) * 2
+        return tuple(TextTokenizer.train(self.tokenizer, (getattr(p, side) for p in raw["train"]),
+                                         vocab_size=self.vocab_size, lowercase=self.lowercase)
+                     for side in ("src", "tgt"))
 
     def encode(self, raw: dict[str, list[Pair]]) -> DataSpec:
-        tok = {s: [(self.tokenize(p.src), self.tokenize(p.tgt), p) for p in raw[s]] for s in SPLITS}
+        src_tok, tgt_tok = self.tokenizers(raw)
+        tok = {s: [(src_tok.split(p.src), tgt_tok.split(p.tgt), p) for p in raw[s]] for s in SPLITS}
         long = 0
         for split in SPLITS:
             kept = []
@@ -52,22 +75,30 @@ class ParallelData(SequenceData):
                     kept.append((src, tgt, p))
             tok[split] = kept
         if long:
-            log.info("data: left out %d training pairs longer than data.max_len=%d tokens", long, self.max_len)
+            share = long / max(1, long + len(tok["train"]))
+            hint = " (characters and subwords make longer sequences: raise data.max_len)" if share > 0.1 else ""
+            (log.warning if hint else log.info)("data: left out %d training pairs (%.0f%%) longer than data.max_len=%d "
+                                                "tokens%s", long, 100 * share, self.max_len, hint)
         if self.fixed is not None:
             src_vocab, vocab = self.fixed.src_vocab, self.fixed.vocab
         else:
-            src_vocab = Vocabulary.build((s for s, _, _ in tok["train"]), self.min_count)
-            vocab = Vocabulary.build((t for _, t, _ in tok["train"]), self.min_count)
+            src_vocab = vocabulary_for(src_tok, (s for s, _, _ in tok["train"]), min_count=self.min_count,
+                                       vocab_size=self.vocab_size)
+            vocab = vocabulary_for(tgt_tok, (t for _, t, _ in tok["train"]), min_count=self.min_count,
+                                   vocab_size=self.vocab_size)
+        # the reference as the data has it (untokenised; cased unless data.lowercase): what BLEU/chrF see
+        ref = (lambda text: text.strip().lower()) if self.lowercase else str.strip
         for split in SPLITS:
-            ref = (lambda text: text.lower()) if self.lowercase else (lambda text: text)
-            self.data[split] = [(src_vocab.encode(s), vocab.encode(t, start=True, end=True), ref(p.tgt.strip()))
-                                for s, t, p in tok[split]]
-        return DataSpec(vocab=vocab, src_vocab=src_vocab, max_len=self.max_len)
+            self.data[split] = [(src_vocab.encode(s), vocab.encode(t, start=True, end=True), ref(p.tgt),
+                                 p.src.strip(), i) for i, (s, t, p) in enumerate(tok[split])]
+        return DataSpec(vocab=vocab, src_vocab=src_vocab, max_len=self.max_len, tokenizer=tgt_tok,
+                        src_tokenizer=src_tok)
 
     def collate(self, items):
-        src, src_lengths = pad_batch([s for s, _, _ in items], Vocabulary.pad_id)
-        tgt, _ = pad_batch([t for _, t, _ in items], Vocabulary.pad_id)
-        return {"src": src, "src_lengths": src_lengths, "tgt": tgt, "refs": [r for _, _, r in items]}
+        src, src_lengths = pad_batch([it[0] for it in items], Vocabulary.pad_id)
+        tgt, _ = pad_batch([it[1] for it in items], Vocabulary.pad_id)
+        return {"src": src, "src_lengths": src_lengths, "tgt": tgt, "refs": [it[2] for it in items],
+                "sources": [it[3] for it in items], "index": torch.tensor([it[4] for it in items], dtype=torch.long)}
 
 
 def _pair(where_src: str, where_tgt: str, n: int, src: str, tgt: str) -> Pair:

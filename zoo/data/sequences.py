@@ -8,7 +8,6 @@ Vocabularies and label sets come from the training split only.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any, Callable, ClassVar, Literal
 
 import pytorch_lightning as pl
@@ -22,18 +21,15 @@ from zoo.data.spec import DataSpec
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
-_WORDS = re.compile(r"\w+|[^\w\s]", re.UNICODE)
-TOKENIZERS: dict[str, Callable[[str], list[str]]] = {
-    "whitespace": str.split,  # already tokenised text (SST, CoNLL)
-    "words": _WORDS.findall,  # raw text: words and punctuation apart
-}
-
 
 def make_tokenizer(name: str, lowercase: bool) -> Callable[[str], list[str]]:
-    if name not in TOKENIZERS:
-        raise ValueError(f"data.tokenizer must be one of {sorted(TOKENIZERS)}, got {name!r}")
-    split = TOKENIZERS[name]
-    return (lambda text: split(text.lower())) if lowercase else split
+    """The split of a tokenizer that needs no training (whitespace, words, chars); see
+    zoo.data.tokenizers for all of them."""
+    from zoo.data.tokenizers import TRAINED, TextTokenizer, check_kind
+
+    if check_kind(name) in TRAINED:
+        raise ValueError(f"a {name} tokenizer is trained on the data: take it from the DataSpec")
+    return TextTokenizer(name, lowercase=lowercase).split
 
 
 class _Examples(Dataset):

@@ -30,11 +30,15 @@ class Vocabulary:
     pad_id, start_id, end_id, unk_id = 0, 1, 2, 3
 
     @classmethod
-    def build(cls, sequences: Iterable[Sequence[str]], min_count: int = 1) -> "Vocabulary":
-        """From training sequences: tokens seen at least ``min_count`` times, most frequent first."""
+    def build(cls, sequences: Iterable[Sequence[str]], min_count: int = 1,
+              max_size: int | None = None) -> "Vocabulary":
+        """From training sequences: tokens seen at least ``min_count`` times, most frequent first;
+        at most ``max_size`` tokens, the special ones included (None: no limit)."""
         counts = Counter(t for seq in sequences for t in seq)
         kept = sorted((t for t, c in counts.items() if c >= min_count and t not in SPECIALS),
                       key=lambda t: (-counts[t], t))
+        if max_size is not None:
+            kept = kept[: max(0, max_size - len(SPECIALS))]
         return cls(list(SPECIALS) + kept)
 
     def __len__(self) -> int:

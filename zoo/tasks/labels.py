@@ -75,7 +75,8 @@ class LabelTask(Classifying, Task):
         of frame images -> a label per frame."""
         labels = self.spec.labels
         if self.encoder.consumes == "tokens":
-            words = self.text_tokenizer()(raw)
+            # the data's tokenizer (a trained one travels in the spec); older checkpoints: the config's
+            words = self.spec.tokenizer.split(raw) if self.spec.tokenizer is not None else self.text_tokenizer()(raw)
             if not words:
                 raise ZooError("an empty sentence")
             ids = self.spec.vocab.encode(words)

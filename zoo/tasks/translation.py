@@ -2,20 +2,28 @@
 
 A source embedding (the ``encoder`` group) and an encoder RNN (the ``cell`` config, optionally
 bidirectional) turn the source into memory states; the seq2seq head (the decoder RNN, same
-cell config, with attention by config) writes the target. Metrics on generated text only:
-BLEU and chrF from sacreBLEU through torchmetrics; the teacher-forced loss beside them.
+cell config, with attention by config) writes the target. Metrics on generated text only,
+chosen by ``task.metrics`` among BLEU and chrF (sacreBLEU's, through torchmetrics; 0-100) and
+word and character error rates (WER, CER; 0-1, lower is better), each computed on the
+detokenised translation against the reference as the data has it (untokenised; cased unless
+data.lowercase); ``lowercase_bleu`` adds lower-cased BLEU/chrF beside them (``bleu_lc``,
+``chrf_lc``). The teacher-forced loss is always there. The test translations (source,
+reference, hypothesis) go to ``test_translations.json`` in the run folder.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
-from torchmetrics.text import CHRFScore, SacreBLEUScore
+from torchmetrics import MeanMetric, Metric
+from torchmetrics.text import CharErrorRate, CHRFScore, SacreBLEUScore, WordErrorRate
 
 from zoo.data.spec import DataSpec
-from zoo.errors import ZooError
+from zoo.data.tokenizers import TextTokenizer
+from zoo.errors import ConfigError, ZooError
 from zoo.heads.decoding import Generated, decode_options
 from zoo.recurrence import build
 from zoo.tasks.base import EVAL_SPLITS, Task, build_encoder
@@ -60,13 +68,34 @@ class ExportedSource(nn.Module):
         return self.source.outputs(memory, final, src, lengths)
 
 
+#: task.metrics: name -> the metric (given whether to lower-case first); all on generated text
+METRICS: dict[str, Callable[[bool], Metric]] = {
+    "bleu": lambda lc: SacreBLEUScore(lowercase=lc),  # 13a tokenisation, as sacreBLEU reports it
+    "chrf": lambda lc: CHRFScore(n_word_order=0, lowercase=lc),  # chrF (sacreBLEU's default), not chrF++
+    "wer": lambda _: WordErrorRate(),
+    "cer": lambda _: CharErrorRate(),
+}
+PERCENT = ("bleu", "chrf")  # reported 0-100, as sacreBLEU does; error rates stay 0-1
+
+
+def chosen_metrics(names: Sequence[str]) -> list[str]:
+    """task.metrics, checked: known names, each once, at least one."""
+    names = list(dict.fromkeys(str(n) for n in names))
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise ConfigError(f"task.metrics={names}: {'unknown ' + ', '.join(unknown) if unknown else 'none chosen'}; "
+                          f"choose among {', '.join(METRICS)}, e.g. task.metrics=[bleu,chrf,wer,cer]")
+    return names
+
+
 class TranslationTask(Task):
     inputs = {"tokens": ("tokens", "sequence")}
     modes = ("seq2seq",)
 
     def __init__(self, *, encoder: Callable[..., nn.Module], cell: Callable[..., nn.Module],
                  head: Callable[..., nn.Module], spec: DataSpec, optimizer, scheduler=None,
-                 bidirectional_encoder: bool = True, decode: dict | None = None, lowercase_bleu: bool = False) -> None:
+                 bidirectional_encoder: bool = True, decode: dict | None = None, lowercase_bleu: bool = False,
+                 metrics: Sequence[str] = ("bleu", "chrf")) -> None:
         super().__init__(spec=spec, optimizer=optimizer, scheduler=scheduler)
         vocab = spec.vocab
         embed = build_encoder(encoder, spec, vocab=spec.src_vocab)
@@ -75,10 +104,14 @@ class TranslationTask(Task):
                             start_id=vocab.start_id, end_id=vocab.end_id, pad_id=vocab.pad_id)
         self.decode = {"strategy": "beam", "beam_size": 5, "length_penalty": 1.0, **(decode or {})}
         self.max_len = spec.max_len or 50
+        self.metric_names = chosen_metrics(metrics)
         for split in EVAL_SPLITS:
-            self.add_split_metrics(split, {"bleu": SacreBLEUScore(lowercase=lowercase_bleu),
-                                           "chrf": CHRFScore(lowercase=lowercase_bleu), "loss": MeanMetric()})
+            group: dict[str, nn.Module] = {name: METRICS[name](False) for name in self.metric_names}
+            if lowercase_bleu:  # the lower-cased figures, beside the cased ones
+                group.update({f"{name}_lc": METRICS[name](True) for name in self.metric_names if name in PERCENT})
+            self.add_split_metrics(split, {**group, "loss": MeanMetric()})
         self.add_split_metrics("train", {"loss": MeanMetric()})
+        self.translations: dict[int, dict[str, str]] = {}  # test index -> source, reference, hypothesis
 
     @property
     def encoder(self) -> nn.Module:
@@ -101,18 +134,31 @@ class TranslationTask(Task):
         self.split_metrics(split)["loss"].update(loss.detach(), weight=int((tgt[:, 1:] != self.spec.vocab.pad_id).sum()))
         return loss
 
+    def tokenizers(self) -> tuple[TextTokenizer, TextTokenizer]:
+        """(source, target): the data's, from the spec (a checkpoint from before the spec carried
+        them: the config's word tokenizer)."""
+        if self.spec.tokenizer is not None:
+            return self.spec.src_tokenizer or self.spec.tokenizer, self.spec.tokenizer
+        data = (self.run_config or {}).get("data", {})
+        words = TextTokenizer(data.get("tokenizer") or "words", lowercase=bool(data.get("lowercase", False)))
+        return words, words
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        """Target ids -> text: the tokens the ids stand for, joined by the target's tokenizer."""
+        return self.tokenizers()[1].join(self.spec.vocab.decode(ids))
+
     def translate(self, batch: dict) -> list[str]:
         out = self(batch["src"], batch["src_lengths"])
-        return [" ".join(self.spec.vocab.decode(row)) for row in out.tokens.tolist()]
+        return [self.detokenize(row) for row in out.tokens.tolist()]
 
     @torch.no_grad()
     def predict_one(self, raw: str, **decode: Any) -> dict:
         """Translate one sentence."""
-        ids = self.spec.src_vocab.encode(self.text_tokenizer()(raw))
+        ids = self.spec.src_vocab.encode(self.tokenizers()[0].split(raw))
         if not ids:
             raise ZooError("an empty sentence")
         out = self(torch.tensor([ids], device=self.device), torch.tensor([len(ids)]), **decode)
-        return {"translation": " ".join(self.spec.vocab.decode(out.tokens[0].tolist())), "score": float(out.scores[0])}
+        return {"translation": self.detokenize(out.tokens[0].tolist()), "score": float(out.scores[0])}
 
     def predict_options(self, **cli: Any) -> dict:
         return decode_options(**cli)
@@ -135,16 +181,46 @@ class TranslationTask(Task):
     def _eval_step(self, split: str, batch: dict) -> None:
         self._loss(split, batch)
         hyps = self.translate(batch)
-        refs = [[r] for r in batch["refs"]]
-        m = self.split_metrics(split)
-        m["bleu"].update(hyps, refs)
-        m["chrf"].update(hyps, refs)
+        for name, metric in self.split_metrics(split).items():
+            if name == "loss":
+                continue
+            # BLEU and chrF take a list of references per sentence; WER and CER one reference
+            metric.update(hyps, [[r] for r in batch["refs"]] if name.split("_")[0] in PERCENT else batch["refs"])
+        if split == "test" and "index" in batch:
+            self.translations.update({i: {"source": s, "reference": r, "hypothesis": h} for i, s, r, h in
+                                      zip(batch["index"].tolist(), batch["sources"], batch["refs"], hyps)})
 
     def derived_metrics(self, split: str, values: dict[str, Tensor]) -> dict[str, Tensor]:
         if split == "train":
             return {}
         # 0-100, as sacreBLEU reports them
-        return {f"{split}/bleu": values[f"{split}/bleu"] * 100, f"{split}/chrf": values[f"{split}/chrf"] * 100}
+        return {k: v * 100 for k, v in values.items() if k.split("/", 1)[1].split("_")[0] in PERCENT}
+
+    def on_fit_start(self) -> None:
+        monitor = self._monitor()
+        split, _, name = monitor.partition("/")
+        if split == "val" and name not in self.split_metrics("val"):
+            measured = ", ".join(f"val/{n}" for n in self.split_metrics("val"))
+            raise ConfigError(f"monitor.metric={monitor} is not measured with task.metrics={self.metric_names}: "
+                              f"add {name.split('_')[0]} to task.metrics, or monitor one of {measured} "
+                              "(monitor.direction=minimize for wer, cer and loss)")
+
+    def on_test_epoch_start(self) -> None:
+        self.translations = {}
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        # each rank translated its shard: the file covers the whole split
+        self.translations = {i: t for part in self.gather(self.translations) for i, t in part.items()}
+
+    def write_artifacts(self, run_dir: Path, datamodule) -> list[Path]:
+        """test_translations.json: every test sentence's source, reference and hypothesis, in order."""
+        if not self.translations:
+            return []
+        path = run_dir / "test_translations.json"
+        rows = [self.translations[i] for i in sorted(self.translations)]
+        path.write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
+        return [path]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step("val", batch)
