@@ -30,7 +30,7 @@ def test_every_option_composes_and_names_a_target_of_its_kind(group):
         "task": lambda t: issubclass(t, Task),
         "encoder": lambda t: getattr(t, "consumes", None) in ("image", "tokens"),
         "cell": lambda t: issubclass(t, Cell),
-        "head": lambda t: getattr(t, "mode", None) in ("many_to_one", "synced", "one_to_many", "seq2seq"),
+        "head": lambda t: getattr(t, "mode", None) in ("one_to_one", "many_to_one", "synced", "one_to_many", "seq2seq"),
         "data": lambda t: issubclass(t, pl.LightningDataModule) and getattr(t, "provides", None) in ("image", "tokens", "frames"),
         "trainer": lambda t: t is pl.Trainer,
         "logger": lambda t: callable(t) and t.__module__ == "zoo.run.loggers",

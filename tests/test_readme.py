@@ -84,7 +84,7 @@ def readme_commands() -> list[str]:
 
 TASK_OF_RECIPE = {"neuraltalk": "captioning", "show_and_tell": "captioning", "show_attend_tell": "captioning",
                   "char_rnn": "charlm", "seq2seq_attention": "translation", "sentiment_bilstm": "sentiment",
-                  "tagger_bilstm": "tagging", "row_lstm": "seqimage"}
+                  "tagger_bilstm": "tagging", "row_lstm": "seqimage", "ram": "glimpse", "draw": "draw"}
 FAST = ["trainer.fast_dev_run=true"]
 # sizes for real data sets (the recipes' models are big): the model small, a few batches
 REAL = {"charlm": ["cell.hidden_size=16", "data.batch_size=4", "data.bptt=20", "encoder.dim=8"],
@@ -195,6 +195,18 @@ def _frame_folders(tmp_path: Path) -> Path:
     return root
 
 
+def _class_folders(tmp_path: Path) -> Path:
+    """DIR/<class>/*.png: two classes of small grey images (data=image_folder)."""
+    from PIL import Image
+
+    root = tmp_path / "classes"
+    for label, shade in (("dark", 40), ("light", 210)):
+        (root / label).mkdir(parents=True)
+        for k in range(10):
+            Image.new("L", (28, 28), shade + k).save(root / label / f"{k}.png")
+    return root
+
+
 def _treebank(tmp_path: Path) -> Path:
     """CoNLL-U files (the UD English-EWT names) of sentences the tagging run's grammar makes."""
     from zoo.data.tag_grammar import make_sentences
@@ -247,8 +259,15 @@ def run_command(command: str, runs, tmp_path: Path) -> str:
         if any("shared/data" in a for a in args) and not SHARED_DATA.is_dir():
             pytest.skip("../shared/data is not here")
         args = _real_data(args)
+        if "data.root=DIR" in args and "data=idx" in args:  # MNIST-family IDX files
+            from test_idx_data import write_idx_folder
+
+            args[args.index("data.root=DIR")] = f"data.root={write_idx_folder(tmp_path / 'idx', n_train=80, side=28)}"
+            args.append("data.val_size=16")
         if "data.root=DIR" in args:
             args[args.index("data.root=DIR")] = f"data.root={_frame_folders(tmp_path)}"
+        if "data.data_dir=DIR" in args:
+            args[args.index("data.data_dir=DIR")] = f"data.data_dir={_class_folders(tmp_path)}"
         if any(a.startswith("resume=") for a in args):
             extra = []
         elif "-m" in args:
