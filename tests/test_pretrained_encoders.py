@@ -247,9 +247,11 @@ def test_captioning_on_frozen_pretrained_lite0_features_uses_the_cache(tmp_path,
     # a shared checkpoint holds the encoder's weights: loading it needs neither the package nor a download
     import zoo
 
-    monkeypatch.setattr(efficientnet, "WEIGHTS_PACKAGE", "not_installed_efficientnet_weights")
     from PIL import Image
 
     Image.new("RGB", (32, 32), "red").save(tmp_path / "red.png")
-    out = zoo.load(tmp_path / "one").predict_inputs([str(tmp_path / "red.png")])[0]
+    keep = ["trainer.fast_dev_run=false", "trainer.max_epochs=1", "trainer.limit_train_batches=1"]
+    train(compose(*overrides, *keep), run_dir=tmp_path / "saved", name="saved")  # a run that saves checkpoints
+    monkeypatch.setattr(efficientnet, "WEIGHTS_PACKAGE", "not_installed_efficientnet_weights")
+    out = zoo.load(tmp_path / "saved").predict_inputs([str(tmp_path / "red.png")])[0]
     assert "error" not in out and out["caption"], out
