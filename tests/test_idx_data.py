@@ -164,3 +164,72 @@ def test_fast_dev_run_on_idx_files(tmp_path, task):
     check_metrics(json.loads((tmp_path / "run" / "metrics.json").read_text()), {"test/acc", "test/loss"})
     spec = json.loads((tmp_path / "run" / "data_spec.json").read_text())
     assert spec["labels"] == [str(k) for k in range(10)] and spec["image_shape"] == [1, 28, 28]
+
+
+def _digits_of(images: np.ndarray, side: int) -> list[tuple[int, int, int]]:
+    """Where each canvas (N, C, canvas, canvas) in [0, 1] holds its one digit (no clutter): the
+    digit's number within its file, read from its first two pixels, and its top-left corner."""
+    found = []
+    for canvas in (images[:, 0] * 255).round().astype(np.uint8):
+        ys, xs = np.nonzero(canvas)
+        y, x = ys.min(), xs.min()  # the digit's first row/column holds non-zero pixels (its number)
+        digit = canvas[y:y + side, x:x + side]
+        found.append((int(digit[0, 0]) * 256 + int(digit[0, 1]), int(y), int(x)))
+    return found
+
+
+def test_cluttered_canvas_from_idx_files(tmp_path):
+    """data=cluttered data.root=DIR: the IDX folder's images, placed on a larger canvas at random
+    places: test canvases hold t10k images, training canvases training images other than the
+    validation ones, labels are the files' label values; with clutter, fragments are added."""
+    side, classes = 12, 3
+    root = write_idx_folder(tmp_path / "letters", n_train=60, n_test=20, side=side, classes=classes)
+    for k in ("train", "t10k"):  # no zero pixel inside a digit but its number's: its box is found exactly
+        path = root / f"{k}-images-idx3-ubyte.gz"
+        images = read_idx(path)
+        number = images[:, 0, :2].copy()
+        images = np.maximum(images, 1)
+        images[:, 0, :2] = number
+        path.write_bytes(gzip.compress(idx_bytes(images)))
+    cfg = compose("task=imageclass", "data=cluttered", f"data.root={root}", "data.canvas=30", "data.clutter=0",
+                  "data.val_digits=10", "data.train_size=40", "data.val_size=15", "data.test_size=15",
+                  "data.batch_size=40")
+    data = instantiate(cfg.data)
+    data.setup("fit")
+    data.setup("test")
+    assert data.spec.labels == ["0", "1", "2"] and data.spec.image_shape == (1, 30, 30)
+    labels = {k: read_idx(root / f"{k}-labels-idx1-ubyte.gz") for k in ("train", "t10k")}
+    test = next(iter(data.test_dataloader()))
+    found = _digits_of(test["images"].numpy(), side)
+    assert {y for _, y, _ in found} != {0} and len({(y, x) for _, y, x in found}) > 5  # placed, not in a corner
+    assert [labels["t10k"][n] % classes for n, _, _ in found] == test["labels"].tolist()
+    val = {n for n, _, _ in _digits_of(next(iter(data.val_dataloader()))["images"].numpy(), side)}
+    train = next(iter(data.train_dataloader()))
+    seen = [n for n, _, _ in _digits_of(train["images"].numpy(), side)]
+    assert [labels["train"][n] for n in seen] == train["labels"].tolist()
+    assert not val & set(seen) and len(set(seen)) > 10  # validation digits are never trained on
+
+    cluttered = instantiate(compose("task=imageclass", "data=cluttered", f"data.root={root}", "data.canvas=30",
+                                    "data.clutter=6", "data.piece=4", "data.val_digits=10").data)
+    cluttered.setup("test")
+    again = next(iter(cluttered.test_dataloader()))["images"]
+    assert ((again > 0).flatten(1).sum(1) > side * side).all()  # more lit pixels than the digit alone
+
+    with pytest.raises(DataError, match=r"data.piece=16 is larger than the images"):
+        instantiate(compose("task=imageclass", "data=cluttered", f"data.root={root}", "data.piece=16").data).setup("fit")
+    with pytest.raises(DataError, match=r"data.root=.*nowhere: no such folder"):
+        instantiate(compose("task=imageclass", "data=cluttered", f"data.root={tmp_path}/nowhere").data).setup("fit")
+
+
+def test_glimpse_fast_dev_run_on_a_cluttered_canvas_of_idx_digits(tmp_path):
+    from zoo.run.train import train
+
+    root = write_idx_folder(tmp_path / "mnist", n_train=80, n_test=24, side=28)
+    tiny = [o for o in TINY["glimpse"] if not o.startswith("data.")]
+    cfg = compose("task=glimpse", "data=cluttered", f"data.root={root}", "data.canvas=40", "data.val_digits=16",
+                  "data.train_size=32", "data.val_size=16", "data.test_size=16", "data.batch_size=16",
+                  "trainer.fast_dev_run=true", *tiny, *QUIET)
+    train(cfg, run_dir=tmp_path / "run", name="glimpse")
+    check_metrics(json.loads((tmp_path / "run" / "metrics.json").read_text()), {"test/acc", "test/loss"})
+    spec = json.loads((tmp_path / "run" / "data_spec.json").read_text())
+    assert spec["labels"] == [str(k) for k in range(10)] and spec["image_shape"] == [1, 40, 40]

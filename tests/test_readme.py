@@ -259,11 +259,11 @@ def run_command(command: str, runs, tmp_path: Path) -> str:
         if any("shared/data" in a for a in args) and not SHARED_DATA.is_dir():
             pytest.skip("../shared/data is not here")
         args = _real_data(args)
-        if "data.root=DIR" in args and "data=idx" in args:  # MNIST-family IDX files
+        if "data.root=DIR" in args and ("data=idx" in args or "data=cluttered" in args):  # MNIST-family IDX files
             from test_idx_data import write_idx_folder
 
             args[args.index("data.root=DIR")] = f"data.root={write_idx_folder(tmp_path / 'idx', n_train=80, side=28)}"
-            args.append("data.val_size=16")
+            args.append("data.val_size=16" if "data=idx" in args else "data.val_digits=16")
         if "data.root=DIR" in args:
             args[args.index("data.root=DIR")] = f"data.root={_frame_folders(tmp_path)}"
         if "data.data_dir=DIR" in args:

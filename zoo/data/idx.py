@@ -69,6 +69,32 @@ def find_file(root: Path, name: str) -> Path:
                     f"reads the MNIST-family files {', '.join(FILES.values())} (each raw or .gz) from one folder")
 
 
+def read_pair(images_at: Path, labels_at: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The images (N, H, W, C) uint8 and labels (N,) int64 of an images file and its labels file, checked."""
+    images, labels = read_idx(images_at), read_idx(labels_at)
+    channels = images.shape[3] if images.ndim == 4 else 1
+    if images.dtype != np.uint8 or images.ndim not in (3, 4) or channels not in (1, 3):
+        raise DataError(f"{images_at}: expected images as unsigned bytes (N, H, W) or (N, H, W, 1|3), got "
+                        f"{images.dtype.name} of shape {images.shape}")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DataError(f"{labels_at}: expected one integer label per image, got {labels.dtype.name} of "
+                        f"shape {labels.shape}")
+    if len(images) != len(labels):
+        raise DataError(f"{images_at} holds {len(images)} images but {labels_at} holds {len(labels)} labels: "
+                        "they must be the images and labels of one set")
+    if len(labels) and labels.min() < 0:
+        raise DataError(f"{labels_at}: negative label {int(labels.min())}")
+    return (images[..., None] if images.ndim == 3 else images), labels.astype(np.int64)
+
+
+def find_files(root: Path) -> dict[str, Path]:
+    """The four files of an MNIST-family folder, by what they hold (clear errors for what is missing)."""
+    if not root.is_dir():
+        raise DataError(f"data.root={root}: no such folder (it should hold {', '.join(FILES.values())}, "
+                        "each raw or .gz)")
+    return {key: find_file(root, name) for key, name in FILES.items()}
+
+
 class IDXImages(ImageClassificationData):
     def __init__(self, *, root: str, val_size: int = 5000, train_size: int | None = None,
                  test_size: int | None = None, split_seed: int = 0, labels: list[str] | None = None,
@@ -84,28 +110,10 @@ class IDXImages(ImageClassificationData):
         return str(self.paths.get("test_images" if split == "test" else "train_images", self.root))
 
     def _pair(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
-        """The images (N, H, W, C) uint8 and labels (N,) of the train or test files, checked."""
-        images_at, labels_at = (self.paths[f"{kind}_{what}"] for what in ("images", "labels"))
-        images, labels = read_idx(images_at), read_idx(labels_at)
-        channels = images.shape[3] if images.ndim == 4 else 1
-        if images.dtype != np.uint8 or images.ndim not in (3, 4) or channels not in (1, 3):
-            raise DataError(f"{images_at}: expected images as unsigned bytes (N, H, W) or (N, H, W, 1|3), got "
-                            f"{images.dtype.name} of shape {images.shape}")
-        if labels.ndim != 1 or labels.dtype.kind not in "iu":
-            raise DataError(f"{labels_at}: expected one integer label per image, got {labels.dtype.name} of "
-                            f"shape {labels.shape}")
-        if len(images) != len(labels):
-            raise DataError(f"{images_at} holds {len(images)} images but {labels_at} holds {len(labels)} labels: "
-                            "they must be the images and labels of one set")
-        if len(labels) and labels.min() < 0:
-            raise DataError(f"{labels_at}: negative label {int(labels.min())}")
-        return (images[..., None] if images.ndim == 3 else images), labels.astype(np.int64)
+        return read_pair(self.paths[f"{kind}_images"], self.paths[f"{kind}_labels"])
 
     def _load(self) -> None:
-        if not self.root.is_dir():
-            raise DataError(f"data.root={self.root}: no such folder (it should hold {', '.join(FILES.values())}, "
-                            "each raw or .gz)")
-        self.paths = {key: find_file(self.root, name) for key, name in FILES.items()}
+        self.paths = find_files(self.root)
         train_images, train_labels = self._pair("train")
         test_images, test_labels = self._pair("test")
         n = len(train_images)
