@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
-from conftest import QUIET, check_metrics, compose
+from conftest import QUIET, ROOT, check_metrics, compose
 from torch.utils.data import IterableDataset
 
 from zoo.data.hf_captions import HFCaptions
@@ -207,6 +207,28 @@ def test_revision_reaches_load_dataset_and_a_hub_set_offline_fails_fast(tmp_path
         with pytest.raises(DataError, match=r"data.name=some-user/no-such-set data.revision=abc.*Offline"):
             HFImageClassification(name="some-user/no-such-set", revision="abc", streaming=streaming).setup()
         assert time.monotonic() - t < 30
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (ROOT / "conf" / "data").glob("hf_*.yaml")))
+def test_every_hub_loader_pins_data_revision(option, monkeypatch):
+    """data.revision reaches load_dataset from every conf/data/hf_*.yaml (a loader added later too)."""
+    import datasets
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    asked = []
+
+    def load_dataset(*args, **kw):
+        asked.append(kw)
+        raise FileNotFoundError("not here")
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    cfg = OmegaConf.load(ROOT / "conf" / "data" / f"{option}.yaml")
+    cfg.merge_with({"name": "some-user/some-set", "revision": "v2.0", "seed": 0})
+    data = instantiate(cfg)
+    with pytest.raises(DataError, match=r"data.name=some-user/some-set data.revision=v2.0"):
+        data.setup("fit")
+    assert asked and all(kw["revision"] == "v2.0" for kw in asked)
 
 
 def test_a_streamed_run_trains_validates_and_tests(tmp_path):

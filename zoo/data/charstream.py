@@ -123,13 +123,13 @@ class HFText(CharStreamData):
     """A Hugging Face text set: the rows of ``text_column`` joined by newlines; the set's own
     validation/test splits when it has them, else split by position."""
 
-    def __init__(self, *, name: str, config_name: str | None = None, data_dir: str | None = None,
-                 data_files: dict | None = None, text_column: str = "text", **kwargs) -> None:
-        super().__init__(**kwargs)
-        from zoo.data.hf import HFSplits
+    def __init__(self, *, name: str, text_column: str = "text", **kwargs) -> None:
+        from zoo.data.hf import hub_splits
 
-        self.hf = HFSplits(name, config_name=config_name, data_dir=data_dir, data_files=data_files,
-                           columns=(text_column,), val_fraction=0.0, test_fraction=0.0)
+        # val_fraction / test_fraction cut the text by position (the base class), not the set's rows
+        hub = {k: kwargs.pop(k) for k in ("config_name", "data_dir", "data_files", "revision") if k in kwargs}
+        self.hf = hub_splits(name, hub, (text_column,), val_fraction=0.0, test_fraction=0.0)
+        super().__init__(**kwargs)
         self.text_column = text_column
 
     def read_text(self) -> dict[str, str] | str:

@@ -215,16 +215,12 @@ class DelimitedText(TextClassificationData):
 class HFTextClassification(TextClassificationData):
     """A Hugging Face classification set (a hub name, or a local builder with data_dir/data_files)."""
 
-    def __init__(self, *, name: str, config_name: str | None = None, data_dir: str | None = None,
-                 data_files: dict | None = None, text_column: str = "text", label_column: str = "label",
-                 splits: dict | None = None, val_fraction: float = 0.1, test_fraction: float = 0.1,
-                 split_seed: int = 0, tokenizer: str = "words", **kwargs) -> None:
-        super().__init__(tokenizer=tokenizer, **kwargs)
-        from zoo.data.hf import HFSplits
+    def __init__(self, *, name: str, text_column: str = "text", label_column: str = "label",
+                 tokenizer: str = "words", **kwargs) -> None:
+        from zoo.data.hf import hub_splits
 
-        self.hf = HFSplits(name, config_name=config_name, data_dir=data_dir, data_files=data_files, splits=splits,
-                           val_fraction=val_fraction, test_fraction=test_fraction, split_seed=split_seed,
-                           columns=(text_column, label_column))
+        self.hf = hub_splits(name, kwargs, (text_column, label_column))  # config_name, data_dir, revision, ...
+        super().__init__(tokenizer=tokenizer, **kwargs)
         self.text_column, self.label_column = text_column, label_column
 
     def read_split(self, split: str) -> list[Sentence]:

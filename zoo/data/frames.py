@@ -123,16 +123,12 @@ class FrameFolders(FramesData):
 class HFFrames(FramesData):
     """A Hugging Face set with a column of frame sequences (images) and one of label sequences."""
 
-    def __init__(self, *, name: str, config_name: str | None = None, data_dir: str | None = None,
-                 data_files: dict | None = None, frames_column: str = "frames", labels_column: str = "labels",
-                 splits: dict | None = None, val_fraction: float = 0.1, test_fraction: float = 0.1,
-                 split_seed: int = 0, **kwargs) -> None:
-        super().__init__(**kwargs)
-        from zoo.data.hf import HFSplits
+    def __init__(self, *, name: str, frames_column: str = "frames", labels_column: str = "labels",
+                 **kwargs) -> None:
+        from zoo.data.hf import hub_splits
 
-        self.hf = HFSplits(name, config_name=config_name, data_dir=data_dir, data_files=data_files, splits=splits,
-                           val_fraction=val_fraction, test_fraction=test_fraction, split_seed=split_seed,
-                           columns=(frames_column, labels_column))
+        self.hf = hub_splits(name, kwargs, (frames_column, labels_column))  # config_name, data_dir, revision, ...
+        super().__init__(**kwargs)
         self.frames_column, self.labels_column = frames_column, labels_column
 
     def read_split(self, split: str) -> list[Clip]:

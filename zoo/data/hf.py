@@ -19,6 +19,17 @@ from zoo.errors import DataError
 log = logging.getLogger(__name__)
 LOCAL_BUILDERS = ("imagefolder", "parquet", "json", "csv", "text", "arrow", "webdataset")
 SPLITS = ("train", "val", "test")
+# where a hub-backed data module's set comes from: the same keys in every conf/data/hf_*.yaml
+HUB_OPTIONS = ("config_name", "data_dir", "data_files", "revision", "splits", "val_fraction", "test_fraction",
+               "split_seed", "streaming")
+
+
+def hub_splits(name: str, options: dict, columns: tuple[str, ...], **defaults) -> "HFSplits":
+    """The :class:`HFSplits` of a hub-backed data module, from the hub options popped out of its
+    constructor's keywords (``options``, changed in place: the rest go to its base class).
+    ``defaults`` are the module's own defaults for options its config does not set."""
+    picked = {k: options.pop(k) for k in HUB_OPTIONS if k in options}
+    return HFSplits(name, columns=columns, **{**defaults, **picked})
 
 
 class HFSplits:

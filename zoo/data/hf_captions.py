@@ -20,7 +20,7 @@ import hashlib
 from torch import Tensor
 
 from zoo.data.captioning import CaptioningData, RawSplit
-from zoo.data.hf import HFSplits
+from zoo.data.hf import hub_splits
 from zoo.data.images import read_image, to_tensor
 from zoo.errors import DataError
 
@@ -83,24 +83,14 @@ class HFCaptions(CaptioningData):
         self,
         *,
         name: str,
-        data_dir: str | None = None,
-        data_files: dict | None = None,
-        config_name: str | None = None,
-        revision: str | None = None,
         image_column: str = "image",
         caption_column: str = "caption",
-        splits: dict | None = None,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        split_seed: int = 0,
         image_size: int = 224,
         check_images: bool = False,
         **kwargs,
     ) -> None:
+        self.hf = hub_splits(name, kwargs, (image_column, caption_column))  # config_name, data_dir, revision, ...
         super().__init__(image_size=image_size, **kwargs)
-        self.hf = HFSplits(name, config_name=config_name, data_dir=data_dir, data_files=data_files, splits=splits,
-                           val_fraction=val_fraction, test_fraction=test_fraction, split_seed=split_seed,
-                           columns=(image_column, caption_column), revision=revision)
         self.image_column, self.caption_column, self.check_images = image_column, caption_column, check_images
 
     def read_split(self, split: str) -> RawSplit:

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from zoo.data.batching import dist_rank_world
 from zoo.data.classification import label_set
-from zoo.data.hf import HFSplits
+from zoo.data.hf import hub_splits
 from zoo.data.image_classification import ImageClassificationData, _natural
 from zoo.data.sequences import SPLITS
 from zoo.data.spec import DataSpec
@@ -151,16 +151,12 @@ class _EpochLoader(DataLoader):
 
 
 class HFImageClassification(ImageClassificationData):
-    def __init__(self, *, name: str, config_name: str | None = None, data_dir: str | None = None,
-                 data_files: dict | None = None, revision: str | None = None, streaming: bool = False,
-                 shuffle_buffer: int = 1000, image_column: str = "image", label_column: str = "label",
-                 grayscale: bool = True, image_size: int | None = None, check_images: bool = False,
-                 splits: dict | None = None, val_fraction: float = 0.1, test_fraction: float = 0.1,
-                 split_seed: int = 0, **kwargs) -> None:
+    def __init__(self, *, name: str, streaming: bool = False, shuffle_buffer: int = 1000, image_column: str = "image",
+                 label_column: str = "label", grayscale: bool = True, image_size: int | None = None,
+                 check_images: bool = False, **kwargs) -> None:
+        # config_name, data_dir, data_files, revision, splits, val/test fractions, split_seed
+        self.hf = hub_splits(name, kwargs, (image_column, label_column), streaming=streaming)
         super().__init__(**kwargs)
-        self.hf = HFSplits(name, config_name=config_name, data_dir=data_dir, data_files=data_files, splits=splits,
-                           val_fraction=val_fraction, test_fraction=test_fraction, split_seed=split_seed,
-                           columns=(image_column, label_column), revision=revision, streaming=streaming)
         self.image_column, self.label_column = image_column, label_column
         self.to_pixels = ToPixels(image_column, grayscale, image_size)
         self.streaming, self.shuffle_buffer, self.check_images = streaming, shuffle_buffer, check_images

@@ -136,17 +136,14 @@ class HFTranslation(ParallelData):
     """A Hugging Face translation set: a ``translation`` column of {lang: text}, or
     ``src_column``/``tgt_column`` text columns."""
 
-    def __init__(self, *, name: str, src_lang: str, tgt_lang: str, config_name: str | None = None,
-                 data_dir: str | None = None, data_files: dict | None = None, translation_column: str = "translation",
-                 src_column: str | None = None, tgt_column: str | None = None, splits: dict | None = None,
-                 val_fraction: float = 0.05, test_fraction: float = 0.05, split_seed: int = 0, **kwargs) -> None:
-        super().__init__(**kwargs)
-        from zoo.data.hf import HFSplits
+    def __init__(self, *, name: str, src_lang: str, tgt_lang: str, translation_column: str = "translation",
+                 src_column: str | None = None, tgt_column: str | None = None, **kwargs) -> None:
+        from zoo.data.hf import hub_splits
 
         self.columns = (src_column, tgt_column) if src_column and tgt_column else None
-        self.hf = HFSplits(name, config_name=config_name, data_dir=data_dir, data_files=data_files, splits=splits,
-                           val_fraction=val_fraction, test_fraction=test_fraction, split_seed=split_seed,
-                           columns=self.columns or (translation_column,))
+        # config_name, data_dir, revision, splits, ...
+        self.hf = hub_splits(name, kwargs, self.columns or (translation_column,), val_fraction=0.05, test_fraction=0.05)
+        super().__init__(**kwargs)
         self.translation_column, self.src_lang, self.tgt_lang = translation_column, src_lang, tgt_lang
 
     def read_split(self, split: str) -> list[Pair]:

@@ -150,16 +150,11 @@ class CoNLL(TaggingData):
 class HFTokenClassification(TaggingData):
     """A Hugging Face token-classification set: a column of token lists and one of tag lists."""
 
-    def __init__(self, *, name: str, config_name: str | None = None, data_dir: str | None = None,
-                 data_files: dict | None = None, tokens_column: str = "tokens", tags_column: str = "tags",
-                 splits: dict | None = None, val_fraction: float = 0.1, test_fraction: float = 0.1,
-                 split_seed: int = 0, **kwargs) -> None:
-        super().__init__(**kwargs)
-        from zoo.data.hf import HFSplits
+    def __init__(self, *, name: str, tokens_column: str = "tokens", tags_column: str = "tags", **kwargs) -> None:
+        from zoo.data.hf import hub_splits
 
-        self.hf = HFSplits(name, config_name=config_name, data_dir=data_dir, data_files=data_files, splits=splits,
-                           val_fraction=val_fraction, test_fraction=test_fraction, split_seed=split_seed,
-                           columns=(tokens_column, tags_column))
+        self.hf = hub_splits(name, kwargs, (tokens_column, tags_column))  # config_name, data_dir, revision, ...
+        super().__init__(**kwargs)
         self.tokens_column, self.tags_column = tokens_column, tags_column
 
     def read_split(self, split: str) -> list[Tagged]:
