@@ -6,7 +6,8 @@ The run folder (``hydra.run.dir``) ends up holding:
     data_spec.json     vocabularies and label sets, built from the training split
     run.json           the run's name (and W&B run id), so that a resumed run is the same run
     checkpoints/       best.ckpt (by the monitored metric) and last.ckpt
-    logs/metrics.csv   every logged value (plus W&B files under wandb/ with logger=wandb)
+    logs/metrics.csv   every logged value (plus W&B files under wandb/ with logger=wandb,
+                       TensorBoard event files under tensorboard/ with logger=tensorboard)
     metrics.json       final metrics, flat keys: val/..., test/... (from the best checkpoint)
     samples.png, ...   the task's artefacts (e.g. test images with generated captions)
 
@@ -32,7 +33,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from zoo.run.callbacks import EpochLog, GradNormLog, RankSeed, SaveOnInterrupt, _scalar
 from zoo.errors import DataError
 from zoo.run.launch import ddp_processes
-from zoo.run.loggers import finish, log_media, wandb_logger, wandb_sync_hint
+from zoo.run.loggers import dashboards, finish, log_media, wandb_logger, wandb_sync_hint
 from zoo.run.resume import resume_config
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, name: str | None =
                                enable_version_counter=False)
         callbacks = [checkpoint, last, EpochLog(), SaveOnInterrupt(run_dir / "checkpoints" / "last.ckpt"), RankSeed(cfg.seed)]
         wandb = wandb_logger(loggers)
-        if wandb is not None:
+        if dashboards(loggers):  # curves worth watching beside the metrics
             callbacks += [LearningRateMonitor(logging_interval="step"), GradNormLog()]
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
         status = "failed"
@@ -172,7 +173,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, name: str | None =
             if is_zero:
                 write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
                 task.write_artifacts(run_dir, datamodule)
-                log_media(loggers, task.media(datamodule), metrics)
+                log_media(loggers, task.media(datamodule), metrics, step=trainer.global_step)
                 hint = wandb_sync_hint(loggers)
                 if hint:
                     print(hint)
