@@ -38,6 +38,7 @@ from zoo.cells.base import Cell
 from zoo.heads.attention import Attended, Attention
 from zoo.heads.decoding import Decoder
 from zoo.recurrence import Constant, StepInput, build
+from zoo.recurrence.cpu import recording
 
 Condition = Literal["init", "every_step", "first_input", "attention"]
 
@@ -154,6 +155,6 @@ class OneToManyDecoder(Decoder):
         """Layer 0's projected input for the tokens, W_xh E[w] + b (N, G). Generating (no grad),
         it is a row lookup in a table of every word's projection, made once and kept until the
         weights change (a validation pass, a predict call), instead of a matmul at every step."""
-        if torch.is_grad_enabled() or torch.jit.is_tracing():
+        if torch.is_grad_enabled() or recording():
             return self.recurrence.project_input(self.embed(tokens))
         return self.recurrence.input_table(self.embed.weight).index_select(0, tokens)

@@ -28,7 +28,9 @@ one where the math allows, with the same outputs and gradients (tested):
   ``[W_xh, W_ih]``);
 - :mod:`zoo.recurrence.bptt`: a hand-written backpropagation through time, where a cell offers
   its backward step;
-- :mod:`zoo.recurrence.cpu`: per-step matmuls through oneDNN on CPU.
+- :mod:`zoo.recurrence.cpu`: per-step matmuls through oneDNN on CPU;
+- :mod:`zoo.recurrence.graph`: the loop as one ``scan`` op while ``torch.export`` records the
+  model, so that an exported encoder reads sequences of any length.
 """
 from __future__ import annotations
 
@@ -39,8 +41,8 @@ import torch
 from torch import Tensor, nn
 
 from zoo.cells.base import Cell, CellState
-from zoo.recurrence import bptt
-from zoo.recurrence.cpu import cached_for_weights, prepared_step
+from zoo.recurrence import bptt, graph
+from zoo.recurrence.cpu import cached_for_weights, prepared_step, recording
 from zoo.recurrence.fused import Kernels
 
 RecurrentState = list  # list[CellState], one per (layer, direction)
@@ -256,7 +258,9 @@ class Recurrence(nn.Module):
         return Unrolled(x, finals, {})
 
     def _run_scan(self, cell: Cell, xp: Tensor, lengths: Tensor | None, s: CellState):
-        if not self.compiled or torch.jit.is_tracing():
+        if torch.compiler.is_exporting():  # one scan op in the graph: any length, not the example's
+            return graph.scan(cell, xp, lengths, s)
+        if not self.compiled or recording():
             return scan(cell, xp, lengths, s)
         B, T = xp.shape[:2]
         padded = -(-T // self.compile_bucket) * self.compile_bucket

@@ -27,6 +27,12 @@ def onednn_matmul(w: Tensor) -> Callable[[Tensor], Tensor] | None:
     return lambda x: torch._C._nn.mkldnn_linear(x.contiguous().to_mkldnn(), wm).to_dense()
 
 
+def recording() -> bool:
+    """The model is being recorded for export (``torch.jit.trace``, ``torch.export``): what runs
+    becomes a graph, which records neither a cache keyed on a tensor's storage nor oneDNN tensors."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
 _WEIGHT_CACHES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
@@ -50,7 +56,7 @@ def prepared_step(cell) -> Callable:
     if w is None or not hasattr(cell, "step_cached"):
         return cell.step
     w_t = None
-    if not torch.is_grad_enabled() and not torch.jit.is_tracing():
+    if not torch.is_grad_enabled() and not recording():
         w_t = cached_for_weights(cell, "onednn_w_hh", (w,), lambda: onednn_matmul(w), USE_ONEDNN)
     if w_t is None:
         w_t = w.t()

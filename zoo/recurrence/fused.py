@@ -18,6 +18,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from zoo.recurrence.cpu import recording
+
 if TYPE_CHECKING:
     from zoo.recurrence import Recurrence, StepInput
 
@@ -37,7 +39,7 @@ class Kernels:
     def apply(self) -> bool:
         """The kernel can run this call: the cell has one, it is wanted, and this is not a trace
         for export (the cells' parameters cannot be lent to a traced kernel)."""
-        return self.kind is not None and self.rec.use_fused and not torch.jit.is_tracing()
+        return self.kind is not None and self.rec.use_fused and not recording()
 
     def _template(self, input_size: int, num_layers: int, bidirectional: bool, like: Tensor) -> nn.RNNBase:
         """A kernel of this shape, on the device and in the dtype of ``like``, made on first use and
