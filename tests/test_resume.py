@@ -156,3 +156,31 @@ def test_last_checkpoint_is_the_last_epoch_even_when_it_was_not_the_best(tmp_pat
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     best = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
     assert (best["epoch"], last["epoch"]) == (0, 2)
+
+
+def test_a_resumed_run_adds_to_the_metrics_csv_and_replaces_only_the_steps_it_does_again(tmp_path):
+    """Lightning's CSV logger deletes a folder's metrics.csv when it starts; a resumed run must keep
+    the interrupted run's rows. Training rows logged after the last checkpoint (a run killed
+    mid-epoch) are of steps done again: the resumed run's rows replace them."""
+    import csv
+
+    from zoo.run.train import train
+
+    setup = ["task=sentiment", *TINY["sentiment"], "trainer.log_every_n_steps=1"]
+    train(compose(*setup, "trainer.max_epochs=2"), run_dir=tmp_path, name="r")
+    table = tmp_path / "logs" / "metrics.csv"
+    rows = list(csv.DictReader(table.open()))
+    resumed_at = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    with table.open("a", newline="") as f:  # what a run killed after its last checkpoint had logged
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        for step in (resumed_at, resumed_at + 1):
+            writer.writerow({**{k: "" for k in rows[0]}, "epoch": "2", "step": step, "train/loss": "123.0"})
+    code, _, err = run_module("zoo", [f"resume={tmp_path}", "trainer.max_epochs=3"])
+    assert code == 0, err[-3000:]
+    after = list(csv.DictReader(table.open()))
+    assert [{k: r[k] for k in rows[0]} for r in after[:len(rows)]] == rows  # every earlier row, as it was
+    assert "123.0" not in table.read_text()  # the steps done again are the resumed run's
+    train_rows = [r for r in after if r.get("train/loss")]
+    assert {int(r["epoch"]) for r in train_rows} == {0, 1, 2}
+    steps = [int(r["step"]) for r in train_rows]
+    assert steps == list(range(len(steps))) and steps[-1] > resumed_at  # one row per step, none twice

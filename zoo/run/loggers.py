@@ -8,6 +8,7 @@ matrices), one function per kind of logger (``_media_writers``).
 """
 from __future__ import annotations
 
+import csv
 import html
 import logging
 import netrc
@@ -16,15 +17,56 @@ import re
 from pathlib import Path
 from typing import Callable, Literal
 
+from lightning_fabric.loggers.logger import rank_zero_experiment
 from pytorch_lightning.loggers import CSVLogger, Logger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 log = logging.getLogger(__name__)
 
 
+class _KeepingWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that it keeps what a run folder's ``metrics.csv`` already
+    holds (Lightning's deletes it): a resumed run's rows follow the interrupted run's. Rows of
+    steps the resumed run does again (training rows from its checkpoint's step on, anything later)
+    are replaced by the new ones; the last evaluation before it (logged at that step) is kept."""
+
+    def _check_log_dir_exists(self) -> None:
+        self.kept: list[dict] = []
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                reader = csv.DictReader(file)
+                self.kept = list(reader)
+                self.metrics_keys = sorted(reader.fieldnames or [])
+
+    def save(self) -> None:
+        if self.kept and self.metrics:
+            first = min(int(m["step"]) for m in self.metrics)
+            redone = lambda r: int(float(r["step"])) > first or (
+                int(float(r["step"])) == first and any(v for k, v in r.items() if k.startswith("train/")))
+            rows = [r for r in self.kept if r.get("step") and not redone(r)]
+            self._record_new_keys()
+            with self._fs.open(self.metrics_file_path, "w", newline="") as file:
+                writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
+                writer.writeheader()
+                writer.writerows(rows)
+            self.kept = []
+        super().save()
+
+
+class _KeepingCSVLogger(CSVLogger):
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeepingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
 def csv_loggers(*, save_dir: str | Path, run_name: str | None = None, group: str | None = None,
                 id: str | None = None) -> list[Logger]:
-    """``<run folder>/logs/metrics.csv`` (and hparams.yaml)."""
-    return [CSVLogger(save_dir=str(save_dir), name="", version="logs")]
+    """``<run folder>/logs/metrics.csv`` (and hparams.yaml); a resumed run adds to it."""
+    return [_KeepingCSVLogger(save_dir=str(save_dir), name="", version="logs")]
 
 
 def tensorboard_loggers(*, save_dir: str | Path, run_name: str | None = None, group: str | None = None,
