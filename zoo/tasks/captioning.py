@@ -17,7 +17,7 @@ from torchmetrics.text import BLEUScore, Perplexity
 from zoo.data.images import read_picture
 from zoo.heads.decoding import Generated, decode_options, sample_with_grad
 from zoo.metrics.cider import CIDErD, CorpusCIDErD
-from zoo.tasks.base import EVAL_SPLITS, Task
+from zoo.tasks.base import EVAL_SPLITS, EncoderExport, Task
 from zoo.tasks.feature_cache import shared_features
 from zoo.tasks.sample_sheet import draw_attention, draw_caption_sheet
 
@@ -161,10 +161,13 @@ class CaptioningTask(Task):
         words = lambda out: [" ".join(self.vocab.decode(row)) for row in out.tokens.tolist()]
         reward = torch.tensor(self.reward.scores(words(sampled), [i for i in index for _ in range(K)]),
                               device=v.device).view(-1, K)  # (B, K)
-        if s["baseline"] == "greedy":
+        if s["baseline"] == "greedy":  # the caption the model writes at test time: eval mode (no dropout)
+            was_training = self.training
+            self.eval()
             with torch.no_grad():
-                greedy = self.decoder.generate(v, strategy="greedy", max_len=self.max_len,
+                greedy = self.decoder.generate(self.features(batch), strategy="greedy", max_len=self.max_len,
                                                min_length=self.decode.get("min_length", 0))
+            self.train(was_training)
             baseline = torch.tensor(self.reward.scores(words(greedy), index), device=v.device).unsqueeze(1)
         else:
             baseline = (reward.sum(1, keepdim=True) - reward) / (K - 1)
@@ -213,9 +216,11 @@ class CaptioningTask(Task):
     def predict_options(self, **cli: Any) -> dict:
         return decode_options(**cli)
 
-    def export_encoder(self) -> tuple[nn.Module, tuple, dict]:
-        """Images (B, 3, H, W) -> v (B, D), or the grid (B, N, C) for an attention decoder."""
-        return CaptionEncoder(self.encoder, self.decoder.uses_grid), (torch.rand(2, *self.spec.image_shape),), {}
+    def export_encoder(self, fmt: str) -> EncoderExport:
+        """Images (B, 3, H, W) -> v (B, D), or the grid (B, N, C) for an attention decoder; any
+        number of images of the data's size. Captions are the words joined by spaces (as predict)."""
+        return EncoderExport(CaptionEncoder(self.encoder, self.decoder.uses_grid),
+                             (torch.rand(2, *self.spec.image_shape),), ({0: "batch"},), {})
 
     def media(self, datamodule) -> dict:
         """A table of test images with their generated and reference captions."""
