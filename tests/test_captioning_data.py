@@ -270,3 +270,44 @@ def test_hf_hub_name_offline_fails_fast_and_clearly():
     with pytest.raises(DataError, match="Offline, a hub set must already be in the cache"):
         HFCaptions(name="some-user/no-such-captions").setup()
     assert time.monotonic() - t < 30
+
+
+def test_photos_are_decoded_at_the_size_the_encoder_asks_for(tmp_path):
+    """data.image_size=null (karpathy, hf_captions): the scratch CNN asks for its input_size (64),
+    a pretrained encoder for its weights' resize side (256 for a 224 crop; 224 with recipe=resize);
+    a size set on the command line wins; an encoder that asks for none is refused before data is read.
+    The run records the settled size, and zoo.evaluate on another data config reads at that size."""
+    from conftest import QUIET, compose, run_module
+
+    from zoo.errors import ConfigError
+    from zoo.run.checks import check
+    from zoo.run.train import train
+
+    names = [f"e{i}.png" for i in range(12)]
+    write_images(tmp_path / "images", names, size=(100, 100))
+    splits = ["train"] * 8 + ["val"] * 2 + ["test"] * 2
+    images = [kimage(n, split, f"a thing number {i % 3}") for i, (n, split) in enumerate(zip(names, splits))]
+    path = karpathy_json(tmp_path, images)
+    data = ["task=captioning", "data=karpathy", f"data.json_path={path}", f"data.image_dir={tmp_path / 'images'}",
+            "data.min_count=1", "data.num_workers=0"]
+
+    def settled(*overrides):
+        cfg, choices = compose(*data, *overrides, choices=True)
+        check(cfg, choices)
+        return cfg.data.image_size
+
+    assert settled() == 64 and settled("encoder.input_size=48") == 48 and settled("data.image_size=100") == 100
+    assert settled("encoder=efficientnet_lite0") == 256 and settled("encoder=resnet18", "encoder.input_size=112") == 128
+    assert settled("encoder=resnet18", "encoder.recipe=resize") == 224
+    with pytest.raises(ConfigError, match=r"data.image_size=null takes the size the encoder asks for.*set data.image_size=N"):
+        settled("encoder.input_size=null")
+
+    run = tmp_path / "run"
+    train(compose(*data, "encoder.channels=[4]", "encoder.fc=[8]", "cell.hidden_size=8", "head.embed_dim=8",
+                  "trainer.max_epochs=1", *QUIET), run_dir=run, name="t")  # not checked first: train settles it too
+    assert json.loads((run / "data_spec.json").read_text())["image_shape"] == [3, 64, 64]
+    assert "image_size: 64" in (run / "config.yaml").read_text()
+    code, out, err = run_module("zoo.evaluate", [str(run), "data=karpathy", f"data.json_path={path}",
+                                                 f"data.image_dir={tmp_path / 'images'}", "data.min_count=1"])
+    assert code == 0, err[-2000:]
+    assert 0 <= json.loads(out.splitlines()[-1])["test/bleu4"] <= 1

@@ -43,6 +43,8 @@ def data_config(trained: dict, overrides: list[str]):
             OmegaConf.update(data, key[5:], yaml.safe_load(value), merge=False)
         else:
             raise ConfigError(f"{o}: only split=... and data overrides (data=NAME, data.key=value) apply here")
+    if data.get("image_size", 0) is None:  # null: the size the model was trained at (its encoder's choice then)
+        data.image_size = trained["data"].get("image_size")
     missing = [k for k in data if OmegaConf.is_missing(data, k)]
     if missing:
         raise ConfigError(f"data.{missing[0]} must be set: add data.{missing[0]}=... to the command line")

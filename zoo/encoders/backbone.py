@@ -2,6 +2,8 @@
 weights' own preprocessing, and freezing in one place."""
 from __future__ import annotations
 
+import inspect
+
 import logging
 import urllib.error
 from collections.abc import Callable, Mapping
@@ -187,6 +189,16 @@ class BackboneEncoder(nn.Module):
         """(resize, crop, mean, std) the weights were trained and evaluated with (torchvision's metadata)."""
         t = cls.builders[arch][1].DEFAULT.transforms()
         return t.resize_size[0], t.crop_size[0], tuple(t.mean), tuple(t.std)
+
+    @classmethod
+    def requested_image_size(cls, **config) -> int | None:
+        """The side asked of the data when ``data.image_size`` is null: the weights' resize side
+        (256 for a 224 crop), read from the config alone (nothing is built or loaded)."""
+        defaults = {name: param.default for klass in reversed(cls.__mro__) if "__init__" in vars(klass)
+                    for name, param in inspect.signature(klass.__init__).parameters.items()
+                    if param.default is not inspect.Parameter.empty}
+        options = {**defaults, **config}
+        return cls.transform_for(options["arch"], options["input_size"], options["recipe"]).image_size
 
     @classmethod
     def transform_for(cls, arch: str, input_size: int | None, recipe: str) -> InputTransform:

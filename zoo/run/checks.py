@@ -1,7 +1,8 @@
 """Checks on a composed config that Hydra cannot make: combinations that cannot work.
 
 They run right after composition, before any data is read, and fail with a message that
-says why and what to choose instead.
+says why and what to choose instead. One value is settled here too, the one a config leaves to
+its parts: ``data.image_size=null`` becomes the size the encoder asks for.
 """
 from __future__ import annotations
 
@@ -38,6 +39,23 @@ def _options_where(group: str, predicate) -> list[str]:
 PER_EXAMPLE = ("one_to_one", "many_to_one")
 
 
+def settle_image_size(cfg: DictConfig) -> None:
+    """``data.image_size=null``: the side the encoder asks for (its class's ``requested_image_size``
+    from its config: a pretrained one the resize of its weights' recipe, 256 for a 224 crop; the
+    scratch CNN a small one), so that images are decoded once at the size the network reads."""
+    data = cfg.get("data")
+    if data is None or "image_size" not in data or data.image_size is not None:
+        return
+    encoder = cfg.get("encoder")
+    ask = getattr(_target(encoder, "encoder"), "requested_image_size", None) if encoder is not None else None
+    size = ask(**{k: v for k, v in OmegaConf.to_container(encoder, resolve=True).items()
+                  if not k.startswith("_")}) if ask else None
+    if size is None:
+        raise ConfigError("data.image_size=null takes the size the encoder asks for, and this encoder asks for none "
+                          "(encoder.input_size=null): set data.image_size=N")
+    cfg.data.image_size = int(size)
+
+
 def check(cfg: DictConfig, choices: dict[str, str]) -> None:
     """Raise ConfigError if data, encoder, head and cell cannot work with the task."""
     task = _target(cfg.task, "task")
@@ -67,6 +85,7 @@ def check(cfg: DictConfig, choices: dict[str, str]) -> None:
                 f"encoder={choices.get('encoder')} turns {kind[0]} into a {kind[1]}. Choose encoder= one of: {', '.join(fits)}")
     if "head" in parts:
         _check_head(cfg, choices, task, name, data)
+    settle_image_size(cfg)
 
 
 def _check_head(cfg: DictConfig, choices: dict[str, str], task, name: str, data) -> None:

@@ -31,6 +31,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from zoo.run.callbacks import EpochLog, GradNormLog, RankSeed, SaveOnInterrupt, _scalar
+from zoo.run.checks import settle_image_size
 from zoo.errors import DataError
 from zoo.run.launch import ddp_processes
 from zoo.run.loggers import dashboards, finish, log_media, wandb_logger, wandb_sync_hint
@@ -116,6 +117,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, name: str | None =
         run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)
 
+    settle_image_size(cfg)  # data.image_size=null: what the encoder asks for
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     if resume_ckpt:  # the run's own vocabularies and labels, not ones rebuilt from the data as it is now
