@@ -145,28 +145,87 @@ def test_evaluate_recomputes_the_metrics(tmp_path):
     assert code == 0 and "test/acc" in json.loads(out.splitlines()[-1])
 
 
-@pytest.mark.parametrize("task,overrides", [
+EXPORT_CASES = [
     ("captioning", ["head.condition=every_step"]), ("captioning", ["head.condition=attention", "cell=gru"]),
     ("captioning", ["head.condition=first_input"]), ("translation", []),
-    # a cell without a torch kernel: the source encoder's step loop is traced over padded sources
+    # a cell without a torch kernel: torch.export records the source encoder's loop as one scan,
+    # TorchScript traces it over padded sources
     ("translation", ["cell=mingru"]), ("captioning", ["cell=mingru", "head.condition=every_step"]),
-])
-@pytest.mark.slow
-def test_exported_model_decodes_like_the_eager_one(tmp_path, task, overrides):
-    from zoo.export import ExportedDecoder, export
+    # subword targets: the text is the pieces joined by the data's tokenizer, not by spaces
+    ("translation", ["data.tokenizer=bpe", "data.vocab_size=120"]),
+]
 
-    run = tmp_path / "run"
-    train(compose(f"task={task}", *TINY[task], *overrides, "trainer.max_epochs=1"), run_dir=run, name="x")
-    model = zoo.load(run)
-    runner = ExportedDecoder(export(model, tmp_path / "export"))
-    if task == "captioning":
+
+@pytest.fixture(scope="module", params=EXPORT_CASES, ids=lambda case: " ".join([case[0], *case[1]]))
+def exportable(request, tmp_path_factory):
+    """A tiny trained model per case, shared by the formats."""
+    task, overrides = request.param
+    run = tmp_path_factory.mktemp("exportable")
+    short = ["data.max_len=16"] if task == "translation" else []  # an untrained decoder writes max_len tokens
+    train(compose(f"task={task}", *TINY[task], *short, *overrides, "trainer.max_epochs=1"), run_dir=run, name="x")
+    return zoo.load(run)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["torch_export", "onnx", "torchscript"])
+def test_exported_model_decodes_like_the_eager_one(exportable, fmt, tmp_path, monkeypatch):
+    """Each format, read by the reference runner, gives the eager model's ids, scores and text (the
+    caption predict gives; the translation detokenised) for greedy and beam, for any batch size;
+    torch_export and onnx take sources of any length (a traced step loop refuses the longer ones)."""
+    from zoo.export import FORMATS, PARTS, ExportedDecoder, export
+
+    model = exportable
+    folder = export(model, tmp_path / "export", fmt)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["export.json", *(f"{p}.{FORMATS[fmt]}" for p in PARTS)])
+    runner = ExportedDecoder(folder)
+    torch.manual_seed(0)
+    if type(model).__name__ == "CaptioningTask":
         inputs = (torch.rand(5, 3, 32, 32),)
-        eager = lambda **d: [" ".join(model.vocab.decode(r)) for r in model(*inputs, **d).tokens.tolist()]
-    else:
-        inputs = (torch.randint(4, len(model.spec.src_vocab), (5, 6)), torch.tensor([6, 3, 5, 2, 6]))
-        eager = lambda **d: [" ".join(model.spec.vocab.decode(r)) for r in model(*inputs, **d).tokens.tolist()]
+        text = lambda ids: " ".join(model.vocab.decode(ids))  # as predict gives it
+    else:  # longer than the example export records with (7)
+        inputs = (torch.randint(4, len(model.spec.src_vocab), (5, 9)), torch.tensor([9, 3, 5, 2, 9]))
+        text = model.detokenize
     for decode in ({"strategy": "greedy"}, {"strategy": "beam", "beam_size": 3}):
-        assert runner.run(*inputs, **decode) == eager(**decode)
+        want, got = model(*inputs, **decode), runner.decode(*inputs, **decode)
+        assert torch.equal(got.tokens, want.tokens), decode
+        assert torch.allclose(got.scores, want.scores, atol=1e-4), (got.scores, want.scores)
+        assert [runner.words(row) for row in got.tokens.tolist()] == [text(row) for row in want.tokens.tolist()]
+    if type(model).__name__ == "CaptioningTask":
+        assert runner.run(inputs[0][:1], strategy="greedy") == [text(model(inputs[0][:1], strategy="greedy").tokens[0])]
+    else:  # one sentence, as predict translates it (its decoding: the model's beam)
+        sentence = "the dog sees a cat ."
+        ids = model.spec.src_vocab.encode(model.tokenizers()[0].split(sentence))
+        assert runner.run(torch.tensor([ids]), torch.tensor([len(ids)])) == [model.predict_inputs([sentence])[0]["translation"]]
+        if model.spec.tokenizer.trained:  # subwords: joining them by spaces would not be the text
+            assert any(" ".join(model.spec.vocab.decode(row)) != runner.words(row) for row in got.tokens.tolist())
+        longest = model.max_len + 5
+        src = torch.randint(4, len(model.spec.src_vocab), (2, longest))
+        if fmt == "torchscript" and runner.meta["max_source_len"]:  # a traced step loop: a clear error
+            with pytest.raises(ZooError, match=f"sources of up to {model.max_len} tokens"):
+                runner.run(src, torch.tensor([longest, 4]))
+        else:
+            assert runner.decode(src, torch.tensor([longest, 4]), strategy="greedy").tokens.equal(
+                model(src, torch.tensor([longest, 4]), strategy="greedy").tokens)
+    if fmt == "onnx":
+        monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if zoo[onnx] were not installed
+        with pytest.raises(ZooError, match=r"pip install 'zoo\[onnx\]'"):
+            ExportedDecoder(folder)
+
+
+def test_export_refuses_what_it_cannot_do_in_one_line(tmp_path, monkeypatch):
+    """An unknown format, the ONNX packages missing, a task that does not generate: exit code 2
+    and one line that says what to do."""
+    code, _, err = run_module("zoo.export", [str(tmp_path), "--format", "tflite"])
+    assert code == 2 and err.strip() == "error: --format tflite: choose one of torch_export, onnx, torchscript"
+    model = zoo.build(task="sentiment", overrides=TINY["sentiment"])
+    torch.save({"zoo": {"spec": model.spec.to_dict(), "config": model.run_config}, "state_dict": model.state_dict()},
+               tmp_path / "sentiment.ckpt")
+    code, _, err = run_module("zoo.export", [str(tmp_path / "sentiment.ckpt")])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "not LabelTask" in err, err
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if zoo[onnx] were not installed
+    code, _, err = run_module("zoo.export", [str(tmp_path / "sentiment.ckpt"), "--format", "onnx"])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "pip install 'zoo[onnx]'" in err, err
+    assert not (tmp_path / "export").exists()
 
 
 def test_every_recipe_states_a_result_that_a_benchmark_checks():
@@ -204,7 +263,7 @@ def test_evaluate_and_export_of_a_bare_checkpoint_write_beside_it(captioner, tmp
     shutil.copy(captioner / "checkpoints" / "best.ckpt", models / "captioner.ckpt")
     assert run_module("zoo.evaluate", [str(models / "captioner.ckpt"), "split=val"])[0] == 0
     assert run_module("zoo.export", [str(models / "captioner.ckpt")])[0] == 0
-    assert (models / "eval-val.json").is_file() and (models / "export" / "step.pt").is_file()
+    assert (models / "eval-val.json").is_file() and (models / "export" / "step.pt2").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shared"] and sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["models"]
     # a checkpoint inside a run folder's checkpoints/: the run folder, as before
     assert run_module("zoo.evaluate", [str(captioner / "checkpoints" / "last.ckpt"), "split=val"])[0] == 0

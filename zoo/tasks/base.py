@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import pytorch_lightning as pl
 import torch
@@ -36,6 +36,17 @@ def build_encoder(factory: Callable[..., nn.Module], spec: DataSpec, vocab: Voca
     if spec.image_shape and "in_channels" in inspect.signature(cls).parameters:
         return factory(in_channels=spec.image_shape[0])
     return factory()
+
+
+class EncoderExport(NamedTuple):
+    """What a generating task gives ``zoo.export``: the module from the raw input to what its
+    decoder reads, example inputs to record it with, each input's dynamic dimensions by name
+    (``{0: "batch"}``: the same name, the same size), and what a runner must know (JSON)."""
+
+    module: nn.Module
+    example: tuple[Tensor, ...]
+    dynamic: tuple[dict[int, str], ...]
+    meta: dict[str, Any]
 
 
 class Task(pl.LightningModule):
@@ -160,9 +171,9 @@ class Task(pl.LightningModule):
         ``greedy``, ``sample``, ``temperature``, ``length``: None where not given); none by default."""
         return {}
 
-    def export_encoder(self) -> tuple[nn.Module, tuple, dict]:
-        """For ``python -m zoo.export``: a module from the raw input to what the decoder reads,
-        example inputs to trace it with, and what a runner must know about it (JSON)."""
+    def export_encoder(self, fmt: str) -> EncoderExport:
+        """For ``python -m zoo.export --format fmt``: a module from the raw input to what the
+        decoder reads, how to record it, and what a runner must know about it."""
         raise ZooError(f"export covers the generating tasks (captioning, translation), not {type(self).__name__}")
 
     def text_tokenizer(self):

@@ -26,7 +26,7 @@ from zoo.data.tokenizers import TextTokenizer
 from zoo.errors import ConfigError, ZooError
 from zoo.heads.decoding import Generated, decode_options
 from zoo.recurrence import build
-from zoo.tasks.base import EVAL_SPLITS, Task, build_encoder
+from zoo.tasks.base import EVAL_SPLITS, EncoderExport, Task, build_encoder
 
 
 class SourceEncoder(nn.Module):
@@ -47,7 +47,8 @@ class SourceEncoder(nn.Module):
 
 
 class ExportedSource(nn.Module):
-    """The source encoder as export traces it. With a torch kernel, its recurrence is one op, so the
+    """The source encoder as a TorchScript trace records it (``--format torchscript``; torch.export
+    records the loop as one scan instead). With a torch kernel, its recurrence is one op, so the
     trace holds for any source length. Without (a cell the loop steps), the traced loop has a fixed
     number of steps: sources are padded to ``pad_to`` first (padding never changes an example), so
     any source up to that length works."""
@@ -163,12 +164,20 @@ class TranslationTask(Task):
     def predict_options(self, **cli: Any) -> dict:
         return decode_options(**cli)
 
-    def export_encoder(self) -> tuple[nn.Module, tuple, dict]:
-        """(source ids (B, S), lengths (B,)) -> (memory, mask, summary)."""
-        has_kernel = getattr(type(self.source.recurrence.cells[0]), "fused_kernel", None) is not None
-        pad_to = None if has_kernel else self.max_len
+    def export_encoder(self, fmt: str) -> EncoderExport:
+        """(source ids (B, S), lengths (B,)) -> (memory, mask, summary), for any B and S: torch.export
+        records the source's loop as one scan (:mod:`zoo.recurrence.graph`). A TorchScript trace
+        unrolls it instead (see :class:`ExportedSource`). The runner joins the target tokens
+        with the data's tokenizer (subwords, characters: the text predict gives), carried here."""
         example = (torch.randint(4, len(self.spec.src_vocab), (2, 7)), torch.tensor([7, 4]))
-        return ExportedSource(self.source, pad_to), example, {"max_source_len": pad_to}
+        source, target = self.tokenizers()
+        meta: dict[str, Any] = {"tokenizer": target.to_dict(), "source_tokenizer": source.to_dict()}
+        module: nn.Module = self.source
+        if fmt == "torchscript":
+            has_kernel = getattr(type(self.source.recurrence.cells[0]), "fused_kernel", None) is not None
+            pad_to = None if has_kernel else self.max_len
+            module, meta["max_source_len"] = ExportedSource(self.source, pad_to), pad_to
+        return EncoderExport(module, example, ({0: "batch", 1: "source"}, {0: "batch"}), meta)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self.check_finite(self._loss("train", batch))
