@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 BLOCK = 32 * 1024
@@ -46,10 +47,22 @@ def _items(update) -> dict:
     return {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in update}
 
 
+def finished_records(path: str | Path, wait: float = 60.0) -> list:
+    """The run file's records once it is complete: wandb's service process writes the file, and
+    after ``finish()`` returns it may still be writing the last records (seen here: a history row
+    or an artifact missing when read at once); the run's ``exit`` record comes last."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = records(path)
+        if any(r.WhichOneof("record_type") == "exit" for r in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def read_run(path: str | Path) -> dict:
     """{"config", "history" (a dict per step), "summary", "run_id", "group", "name", "artifacts"}."""
     run = {"config": {}, "history": [], "summary": {}, "run_id": None, "group": None, "name": None, "artifacts": []}
-    for r in records(path):
+    for r in finished_records(path):
         kind = r.WhichOneof("record_type")
         if kind == "run":
             run["run_id"], run["group"], run["name"] = r.run.run_id, r.run.run_group, r.run.display_name
