@@ -274,6 +274,7 @@ class ExportedDecoder(Decoder):
         tokens = self.vocab.decode(ids)
         return self.tokenizer.join(tokens) if self.tokenizer else " ".join(tokens)
 
+    @torch.no_grad()
     def encode(self, *inputs: Tensor) -> tuple[Tensor, ...]:
         """What the decoder reads, from images (B, 3, H, W) or from (src ids (B, S), lengths (B,))."""
         longest = self.meta.get("max_source_len")  # a step loop traced over that many steps
