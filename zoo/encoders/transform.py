@@ -32,6 +32,9 @@ class InputTransform:
     def __post_init__(self) -> None:
         if self.crop is not None and (self.resize is None or self.crop > self.resize):
             raise ValueError(f"a crop of {self.crop} needs a resize of at least that, got {self.resize}")
+        # made once, not per call: a tensor made in forward is a constant a trace warns about
+        object.__setattr__(self, "_mean", torch.tensor(self.mean).view(-1, 1, 1))
+        object.__setattr__(self, "_std", torch.tensor(self.std).view(-1, 1, 1))
 
     def __call__(self, images: Tensor) -> Tensor:
         """(..., C, H, W) in [0, 1] -> (..., C, h, w) resized, cropped and normalised."""
@@ -51,6 +54,4 @@ class InputTransform:
             if self.crop is not None:
                 top, left = round((h - self.crop) / 2), round((w - self.crop) / 2)  # torchvision's center_crop
                 images = images[..., top:top + self.crop, left:left + self.crop]
-        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(-1, 1, 1)
-        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(-1, 1, 1)
-        return (images - mean) / std
+        return (images - self._mean.to(images)) / self._std.to(images)
