@@ -62,17 +62,23 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
 def test_ddp_captioning_covers_the_whole_test_split_image_by_image(tmp_path):
     """Uneven shards (15 test images on 2 ranks): the test captions are every rank's, each image
     once, and equal to what one process writes with the same checkpoint; the frozen encoder's
-    features are computed once (by rank 0) and read by the other rank."""
+    features are computed once (by rank 0) and read by the other rank. The second epoch is
+    self-critical (each rank samples and rewards its own shard's captions) and ends like any other."""
+    import csv
+
     import torch
 
     import zoo as zoo_api
 
     run = tmp_path / "cap"
-    r = zoo("task=captioning", *TINY["captioning"], "trainer.max_epochs=1", "data.test_images=15", "trainer=ddp",
-            "trainer.devices=2", "trainer.accelerator=cpu", "encoder.freeze=true", f"paths.cache_dir={tmp_path / 'c'}",
-            f"hydra.run.dir={run}")
+    r = zoo("task=captioning", *TINY["captioning"], "trainer.max_epochs=2", "task.scst.epochs=1", "task.scst.samples=3",
+            "trainer.log_every_n_steps=1", "data.test_images=15", "trainer=ddp", "trainer.devices=2",
+            "trainer.accelerator=cpu", "encoder.freeze=true", f"paths.cache_dir={tmp_path / 'c'}", f"hydra.run.dir={run}")
     m = metrics(run)
     assert 0 <= m["test/bleu4"] <= 1 and m["test/cider"] >= 0 and math.isfinite(m["test/loss"])
+    rewards = [float(row["train/reward"]) for row in csv.DictReader((run / "logs" / "metrics.csv").open())
+               if row.get("train/reward")]
+    assert rewards and all(0 <= x <= 10 for x in rewards)  # the self-critical epoch ran, on both ranks in step
     assert (run / "samples.png").is_file()
     log = r.stdout + r.stderr
     assert log.count("features: wrote") == 3 and log.count("features: read") == 3  # train/val/test, once each
