@@ -63,6 +63,8 @@ class CaptionSplit:
 
 class CaptioningData(pl.LightningDataModule):
     provides = "image"
+    #: image_size=None in a config: the size the encoder asks for (zoo.run.checks.settle_image_size)
+    image_size_from_encoder = True
 
     def __init__(
         self,

@@ -44,8 +44,10 @@ def settle_image_size(cfg: DictConfig) -> None:
     from its config: a pretrained one the resize of its weights' recipe, 256 for a 224 crop; the
     scratch CNN a small one), so that images are decoded once at the size the network reads."""
     data = cfg.get("data")
-    if data is None or "image_size" not in data or data.image_size is not None:
+    if data is None or data.get("image_size", 0) is not None:
         return
+    if not getattr(_target(data, "data"), "image_size_from_encoder", False):
+        return  # null means something of the data's own (hf_image_classification: keep each image's size)
     encoder = cfg.get("encoder")
     ask = getattr(_target(encoder, "encoder"), "requested_image_size", None) if encoder is not None else None
     size = ask(**{k: v for k, v in OmegaConf.to_container(encoder, resolve=True).items()
