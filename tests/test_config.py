@@ -44,7 +44,7 @@ def test_every_option_composes_and_names_a_target_of_its_kind(group):
 
 def test_task_chooses_defaults_and_each_can_be_overridden():
     cfg, choices = compose("task=captioning", choices=True)
-    assert (choices["encoder"], choices["cell"], choices["head"], choices["data"]) == ("cnn", "lstm", "one_to_many", "shapes")
+    assert (choices["encoder"], choices["cell"], choices["head"], choices["data"]) == ("cnn", "lstm", "one_to_many", "scenes")
     cfg, choices = compose("task=captioning", "cell=gru", "encoder=resnet18", "head.condition=init", choices=True)
     assert choices["cell"] == "gru" and cfg.cell._target_.endswith("GRUCell")
     assert cfg.encoder._target_.endswith("ResNetEncoder") and cfg.head.condition == "init"
