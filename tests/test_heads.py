@@ -11,7 +11,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
 from zoo.run.configs import config_dir, group_options
-from zoo.heads.decoding import Decoder, beam_search
+from zoo.heads.decoding import Decoder, beam_search, sample_with_grad
 from zoo.heads.many_to_one import ManyToOneHead
 from zoo.heads.one_to_many import OneToManyDecoder
 from zoo.heads.synced import SyncedHead
@@ -284,6 +284,24 @@ def test_no_repeat_ngram_and_min_length_hold_for_every_strategy_and_batched_beam
         assert beam.tokens[i, :n].tolist() == single.tokens[0].tolist()
     with pytest.raises(ValueError, match="no_repeat_ngram"):
         dec.generate(ctx, no_repeat_ngram=1)
+
+
+@pytest.mark.parametrize("head,options", CASES[:1], ids=lambda c: str(c))
+def test_a_suppressed_token_is_never_generated_by_any_strategy(head, options):
+    """decode.suppress (a captioner's <UNK>): a token the untrained decoder writes often never
+    appears with the rule, in greedy, sampling, beam and the sampling self-critical training uses."""
+    torch.manual_seed(9)
+    dec = decoder(head, options).eval()
+    ctx = context(dec, 8)
+    run = lambda **r: {s: dec.generate(ctx, strategy=s, max_len=12, beam_size=3,
+                                       generator=torch.Generator().manual_seed(0), **r).tokens for s in ("greedy", "sample", "beam")}
+    free = run()
+    favourite = torch.cat([t.flatten() for t in free.values()]).bincount().argmax().item()  # not <PAD>: ends are rare
+    assert favourite not in (dec.pad_id, dec.start_id, dec.end_id)
+    for s, tokens in run(suppress=(favourite,)).items():
+        assert favourite not in tokens.tolist() and (tokens != dec.pad_id).any(), s
+    sampled = sample_with_grad(dec, ctx, n=3, max_len=12, suppress=[favourite])
+    assert favourite not in sampled.tokens.flatten().tolist()
 
 
 def test_sampling_with_grad_scores_are_the_log_probabilities_teacher_forcing_gives():

@@ -194,3 +194,19 @@ def test_charlm_writes_generated_text(tmp_path):
     assert text[0] == "# prime='Mia' temperature=0.8"
     body = "\n".join(text[1:])
     assert body.startswith("Mia") and len(body) >= 53
+
+
+def test_a_captioner_never_writes_unk_unless_asked_to():
+    """task.decode.suppress_unk (default true): <UNK> is ranked in training and never generated;
+    here the output layer is made to prefer it above every word."""
+    model, dm = _model_and_batch("captioning")
+    unk = model.vocab.unk_id
+    with torch.no_grad():
+        model.decoder.W_hy.bias[unk] = 50.0
+    images = torch.rand(4, *dm.spec.image_shape)
+    for strategy in ("greedy", "beam", "sample"):
+        assert unk not in model(images, strategy=strategy).tokens.flatten().tolist(), strategy
+    free, _ = _model_and_batch("captioning", "task.decode.suppress_unk=false")
+    with torch.no_grad():
+        free.decoder.W_hy.bias[unk] = 50.0
+    assert unk in free(images, strategy="greedy").tokens.flatten().tolist()

@@ -55,15 +55,17 @@ class Decoder(nn.Module):
         length_penalty: float = 0.0,
         no_repeat_ngram: int = 0,
         min_length: int = 0,
+        suppress: tuple[int, ...] | list[int] = (),
         generator: torch.Generator | None = None,
     ) -> Generated:
         """``no_repeat_ngram=n`` (> 1): no n-gram appears twice in an output; ``min_length``: no
-        <END> before that many tokens. Both hold for every strategy (inside the batched beam)."""
+        <END> before that many tokens; ``suppress``: ids never generated (a captioner's <UNK>).
+        All hold for every strategy (inside the batched beam)."""
         if no_repeat_ngram == 1 or no_repeat_ngram < 0 or min_length < 0:
             raise ValueError(f"decode.no_repeat_ngram must be 0 (off) or >= 2, decode.min_length >= 0; got "
                              f"{no_repeat_ngram}, {min_length}")
         state = self.start(context)
-        rules = Rules(self.end_id, no_repeat_ngram, min(min_length, max_len))
+        rules = Rules(self.end_id, no_repeat_ngram, min(min_length, max_len), tuple(suppress))
         if strategy == "beam":
             return beam_search(self, state, beam_size=beam_size, max_len=max_len, length_penalty=length_penalty,
                                rules=rules)
@@ -76,14 +78,18 @@ class Decoder(nn.Module):
 @dataclass
 class Rules:
     """What an output may not do, applied to the next token's log-probabilities (R, V) given the
-    tokens so far (R, t): repeat an n-gram, or end before ``min_length`` tokens."""
+    tokens so far (R, t): repeat an n-gram, end before ``min_length`` tokens, or write a
+    ``suppressed`` token."""
 
     end_id: int
     no_repeat_ngram: int = 0
     min_length: int = 0
+    suppressed: tuple[int, ...] = ()
 
     def apply(self, logp: Tensor, seqs: Tensor) -> Tensor:
         t = seqs.shape[1]
+        if self.suppressed:
+            logp = logp.index_fill(1, torch.tensor(self.suppressed, device=logp.device), float("-inf"))
         if t < self.min_length:  # (not in place: sampling for a policy gradient backpropagates through logp)
             logp = logp.index_fill(1, torch.tensor([self.end_id], device=logp.device), float("-inf"))
         n = self.no_repeat_ngram
@@ -98,7 +104,7 @@ class Rules:
 
 
 def sample_with_grad(dec: Decoder, context: Any, *, n: int = 1, max_len: int = 20, temperature: float = 1.0,
-                     min_length: int = 0, no_repeat_ngram: int = 0) -> Generated:
+                     min_length: int = 0, no_repeat_ngram: int = 0, suppress: tuple[int, ...] | list[int] = ()) -> Generated:
     """``n`` sampled outputs per input (rows input-major: input 0's n samples first), with the
     scores (the sum of each output's token log-probabilities) differentiable: what a policy
     gradient (self-critical training) trains with."""
@@ -106,7 +112,7 @@ def sample_with_grad(dec: Decoder, context: Any, *, n: int = 1, max_len: int = 2
     if n > 1:
         state = map_state(lambda s: s.repeat_interleave(n, dim=0), state)
     return _one_path(dec, state, max_len, sample=True, temperature=temperature, generator=None,
-                     rules=Rules(dec.end_id, no_repeat_ngram, min(min_length, max_len)))
+                     rules=Rules(dec.end_id, no_repeat_ngram, min(min_length, max_len), tuple(suppress)))
 
 
 def decode_options(*, beam: int | None = None, greedy: bool = False, sample: bool = False,

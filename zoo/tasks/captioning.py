@@ -66,6 +66,9 @@ class CaptioningTask(Task):
         self.vocab = vocab
         self.decode = {"strategy": "beam", "beam_size": 3, "temperature": 1.0, "length_penalty": 1.0, "min_length": 1,
                        **(decode or {})}
+        # decode.suppress_unk: a caption never says <UNK> (the word is ranked among the others in
+        # training, and left out when writing), as captioning codebases do by default
+        self.decode["suppress"] = [vocab.unk_id] if self.decode.pop("suppress_unk", True) else []
         self.max_len = spec.max_len or 20
         self.feature_cache = feature_cache
         self.n_samples = samples
@@ -157,7 +160,8 @@ class CaptioningTask(Task):
         K, s = self.scst["samples"], self.scst
         sampled = sample_with_grad(self.decoder, v, n=K, max_len=self.max_len, temperature=s["temperature"],
                                    min_length=self.decode.get("min_length", 0),
-                                   no_repeat_ngram=self.decode.get("no_repeat_ngram", 0))
+                                   no_repeat_ngram=self.decode.get("no_repeat_ngram", 0),
+                                   suppress=self.decode["suppress"])
         words = lambda out: [" ".join(self.vocab.decode(row)) for row in out.tokens.tolist()]
         reward = torch.tensor(self.reward.scores(words(sampled), [i for i in index for _ in range(K)]),
                               device=v.device).view(-1, K)  # (B, K)
@@ -166,7 +170,8 @@ class CaptioningTask(Task):
             self.eval()
             with torch.no_grad():
                 greedy = self.decoder.generate(self.features(batch), strategy="greedy", max_len=self.max_len,
-                                               min_length=self.decode.get("min_length", 0))
+                                               min_length=self.decode.get("min_length", 0),
+                                               suppress=self.decode["suppress"])
             self.train(was_training)
             baseline = torch.tensor(self.reward.scores(words(greedy), index), device=v.device).unsqueeze(1)
         else:
