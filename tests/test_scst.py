@@ -61,8 +61,10 @@ def test_self_critical_steps_raise_the_cider_of_a_batch(tmp_path, baseline, monk
         opt.step()
     after, reward_after = cider(task), expected_reward(task)
     # measured here (Intel Xeon, AVX-512): sampled reward 0.41 -> 0.71 (greedy baseline), 0.41 -> 0.94
-    # (mean); greedy captions 0.95 -> 1.08 and 0.95 -> 1.42. A step without gradient leaves both
-    # unchanged, a sign error lowers them; a greedy baseline decoded with dropout on (train mode)
-    # lowered the greedy captions' CIDEr-D here (0.95 -> 0.72).
-    assert reward_after > reward_before + 0.15, (reward_before, reward_after)
+    # (mean); greedy captions 0.95 -> 1.08 and 0.95 -> 1.42. On the CI machine the cross-entropy
+    # model came out weaker (sampled reward 0.237) and rose to 0.352 and 0.372: the rise is
+    # relative to where the model starts, so the bound is a ratio (x1.49 and x1.57 there). A step
+    # without gradient leaves both unchanged, a sign error lowers them; a greedy baseline decoded
+    # with dropout on (train mode) lowered the greedy captions' CIDEr-D here (0.95 -> 0.72).
+    assert reward_after > 1.25 * reward_before, (reward_before, reward_after)
     assert after > before, (before, after)
