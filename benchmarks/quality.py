@@ -9,6 +9,7 @@ the test metrics (last line: one JSON object).
     python -m benchmarks.quality neuraltalk        # a recipe on built-in data, trained as it is
     python -m benchmarks.quality glimpse           # recipe ram beside task=imageclass, same budget
     python -m benchmarks.quality draw              # recipe draw beside no attention and a one-step VAE
+    python -m benchmarks.quality captioning-real   # ImageNet features vs a scratch CNN vs blind, emoji photos
 
 Each runs ``python -m zoo recipe=<recipe>`` (recipes/ states the model and why) with the data
 path and ``trainer.max_time`` (the budget) added; the best checkpoint on the validation split
@@ -40,6 +41,17 @@ BENCHMARKS: dict[str, dict] = {
     # the recipes on built-in data: trained as they are (their own epochs, no time budget)
     **{name: {"recipe": name, "minutes": None, "report": ["test/bleu4", "test/cider", "val/cider"],
               "data": lambda root: []} for name in ("neuraltalk", "show_and_tell", "show_attend_tell")},
+    # photos (real emoji images, their names as captions): ImageNet features against a CNN trained
+    # from scratch and against the blind model, each in the same CPU budget
+    "captioning-real": {"recipe": "pretrained_captioner", "minutes": 8, "report": ["test/bleu4", "test/cider", "val/cider"],
+                        "data": lambda root: ["data=karpathy", f"data.json_path={root}/emoji/dataset_emoji.json",
+                                              f"data.image_dir={root}/emoji/images", "data.min_count=2",
+                                              "trainer.max_epochs=100"],  # the budget ends each run, not epochs
+                        # the same model with the CNN trained from scratch (the recipe freezes its encoder:
+                        # a frozen scratch CNN would be random features), and blind
+                        "compare": {"scratch": ["recipe=pretrained_captioner", "encoder=cnn", "encoder.freeze=false"],
+                                    "blind": ["recipe=pretrained_captioner", "encoder=cnn", "encoder.freeze=false",
+                                              "data.blind=true"]}},
     "row_lstm": {"recipe": "row_lstm", "minutes": None, "report": ["test/acc", "test/f1", "val/acc"],
                  "data": lambda root: []},
     # the papers' comparisons, each in the recipe's budget: RAM against a conv net of about the

@@ -25,6 +25,9 @@ RECIPE_DATA = {
                           "head.embed_dim=8", "head.attention_dim=8", "data.batch_size=8", "data.eval_batch_size=8"],
     "sentiment_bilstm": [f"data.root={SHARED_DATA}/sst2", "cell.hidden_size=16", "encoder.dim=8"],
     "tagger_bilstm": [f"data.root={SHARED_DATA}/ud-english-ewt", "cell.hidden_size=16", "encoder.dim=8"],
+    "pretrained_captioner": ["data=karpathy", f"data.json_path={SHARED_DATA}/emoji/dataset_emoji.json",
+                             f"data.image_dir={SHARED_DATA}/emoji/images", "data.max_images=12", "data.min_count=1",
+                             "cell.hidden_size=16", "head.embed_dim=8"],
 }
 
 
