@@ -107,4 +107,9 @@ def test_parity_seeds_give_mean_and_spread():
     assert result["seeds"] == 2 and result["zoo/steps"] == result["plain/steps"] == 2
     assert result["zoo/test/loss_std"] > 0 and result["plain/test/loss_std"] > 0  # two seeds, two models
     assert "train_loss_gap_max" not in result
-    assert "zoo/test/loss" in result and "plain/test/loss" in result and "step_time_ratio" in result
+    assert "zoo/test/loss" in result and "plain/test/loss" in result
+    # the step-time ratio is the geometric mean of the seeds' pairs (run in alternating order)
+    pairs = result["step_time_ratio_pairs"]
+    assert len(pairs) == 2 and all(r > 0 for r in pairs)
+    assert result["step_time_ratio"] == pytest.approx((pairs[0] * pairs[1]) ** 0.5, rel=1e-3)
+    assert "zoo first" in out and "plain first" in out
