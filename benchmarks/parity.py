@@ -23,13 +23,13 @@ BLEU (sacreBLEU's, through torchmetrics; translation); charlm's test split is th
 last 10% of the text, read as streams with the state carried, as the zoo reads it.
 
 Both sides run in one process, one after the other (the order alternates over seeds), with
-the torch thread count pinned; ``step_time_ratio`` is the zoo's median step time (batch start
-to next batch start) over the plain loop's. ``--seeds K`` runs K seeds of each and prints
+the torch thread count pinned; ``step_time_ratio`` is the geometric mean over seeds of the zoo's
+median step time (batch start to next batch start) over the plain loop's. ``--seeds K`` runs K seeds of each and prints
 mean ± std. The last line is one JSON object: ``zoo/<metric>``, ``plain/<metric>`` (means),
 ``*_std`` with several seeds, ``zoo/steps``, ``plain/steps``, ``step_time_ratio``.
 
-``--same-init`` starts the plain model from the zoo model's initial weights (torch's second RNN
-bias, which the zoo's cells do not have, held at zero), so that the two take the same steps:
+``--same-init`` starts the plain model from the zoo model's initial weights (the zoo's cells have
+torch's parameters, both biases included), so that the two take the same steps:
 with the dropouts at 0 their training losses agree step by step (``train_loss_gap_max``).
 ``trainer.limit_test_batches`` limits both sides' evaluation alike.
 """
@@ -381,8 +381,8 @@ PLAIN: dict[str, type[Plain]] = {"charlm": PlainCharLMSide, "tagging": PlainTagg
 
 def copy_zoo_weights(plain: nn.Module, zoo: nn.Module) -> None:
     """Give a plain model the zoo model's weights (for checking that the two compute the same
-    function): the zoo's parameters, renamed into torch's layout; the plain model's second RNN
-    bias (bias_hh) is zero where the zoo has one bias, and b_hn where a GRU has it."""
+    function): the zoo's parameters, renamed into torch's layout (the zoo's cells have torch's
+    two biases: b is bias_ih, b_hh bias_hh; a GRU's bias_hh is [b_hh, b_hn])."""
     zp = dict(zoo.named_parameters())
 
     def rnn(cells: list[str], into: nn.RNNBase | nn.GRUCell, extra: bool = False) -> None:
@@ -392,9 +392,9 @@ def copy_zoo_weights(plain: nn.Module, zoo: nn.Module) -> None:
             w_ih = zp[f"{cell}.W_xh"]
             if extra:
                 w_ih = torch.cat([w_ih, zp[f"{cell}.W_ih"]], 1)
-            b_hh = torch.zeros_like(zp[f"{cell}.b"])
+            b_hh = zp[f"{cell}.b_hh"]
             if f"{cell}.b_hn" in zp:
-                b_hh[-zp[f"{cell}.b_hn"].shape[0]:] = zp[f"{cell}.b_hn"]
+                b_hh = torch.cat([b_hh, zp[f"{cell}.b_hn"]])
             for name, value in (("weight_ih", w_ih), ("weight_hh", zp[f"{cell}.W_hh"]), ("bias_ih", zp[f"{cell}.b"]),
                                 ("bias_hh", b_hh)):
                 getattr(into, name + suffix).copy_(value)
@@ -505,9 +505,6 @@ def run_plain(task: str, cfg, seed: int, initial: nn.Module | None = None) -> Re
     model = side.model
     if initial is not None:
         copy_zoo_weights(model, initial)
-        for name, p in model.named_parameters():
-            if "bias_hh" in name:  # the zoo's cells have one bias: train the same parameters
-                p.requires_grad_(False)
     opt = cfg.optimizer
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=opt.lr,
                                   weight_decay=opt.get("weight_decay", 0.0))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 from conftest import compose
 from hydra.utils import instantiate
 
@@ -178,12 +179,45 @@ def test_a_cell_is_one_step():
 def test_vanilla_cell_is_the_lecture_formula():
     rec = make("rnn", extra_size=3)
     cell = rec.cells[0]
-    assert {n for n, _ in cell.named_parameters()} == {"W_xh", "W_hh", "b", "W_ih"}
+    assert {n for n, _ in cell.named_parameters()} == {"W_xh", "W_hh", "b", "b_hh", "W_ih"}
     x, h, v = torch.randn(2, 5, dtype=torch.double), torch.randn(2, 6, dtype=torch.double), torch.randn(2, 3, dtype=torch.double)
-    expected = torch.tanh(h @ cell.W_hh.T + x @ cell.W_xh.T + cell.b)
+    b = cell.b + cell.b_hh  # torch's two biases
+    expected = torch.tanh(h @ cell.W_hh.T + x @ cell.W_xh.T + b)
     torch.testing.assert_close(cell(x, h)[0], expected)
     # the lecture's captioner: h = tanh(W_xh x + W_hh h + W_ih v)
-    torch.testing.assert_close(cell(x, h, u=v)[0], torch.tanh(h @ cell.W_hh.T + x @ cell.W_xh.T + cell.b + v @ cell.W_ih.T))
+    torch.testing.assert_close(cell(x, h, u=v)[0], torch.tanh(h @ cell.W_hh.T + x @ cell.W_xh.T + b + v @ cell.W_ih.T))
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+def test_cells_have_torchs_parameters_and_train_its_two_biases(name):
+    """A cell that mirrors a torch kernel has its parameters one for one (both biases: under Adam
+    their sum moves twice as far a step as one bias, so one bias would not learn as torch does),
+    and both biases get the gradient."""
+    rec = make(name, num_layers=2, bidirectional="true")
+    kernel = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[name](5, 6, num_layers=2, bidirectional=True)
+    assert sum(p.numel() for p in rec.parameters()) == sum(p.numel() for p in kernel.parameters())
+    for cell in rec.cells:
+        assert cell.b_hh is not None and cell.b_hh.abs().sum() > 0  # initialised as torch does, not zero
+    rec(torch.randn(3, 4, 5, dtype=torch.double), torch.tensor([4, 2, 3])).outputs.sum().backward()
+    for cell in rec.cells:
+        g = cell.b_hh.grad
+        assert g is not None and g.abs().sum() > 0
+        torch.testing.assert_close(g, cell.b.grad[: g.shape[0]])  # the same gradient as b, where both are added
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+def test_a_state_dict_from_one_bias_cells_loads_as_the_same_function(name):
+    """Checkpoints saved before the cells had torch's second bias lack b_hh: they load with
+    b_hh = 0, which is the function they were trained as."""
+    old = make(name)
+    x, lengths = torch.randn(3, 4, 5, dtype=torch.double), torch.tensor([4, 2, 3])
+    with torch.no_grad():
+        for cell in old.cells:
+            cell.b_hh.zero_()
+    state = {k: v for k, v in old.state_dict().items() if not k.endswith(".b_hh")}
+    new = make(name)
+    new.load_state_dict(state)  # strict: nothing missing
+    torch.testing.assert_close(new(x, lengths).outputs, old(x, lengths).outputs)
 
 
 def test_bad_sizes_are_rejected():

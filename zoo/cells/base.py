@@ -39,8 +39,9 @@ RecurrentWeight = Union[Tensor, Callable[[Tensor], Tensor]]
 
 
 class Cell(nn.Module):
-    """Base class: holds the input projection ``W_xh (G, I)``, its bias ``b (G,)`` and, with
-    ``extra_size``, the extra input's ``W_ih (G, D)``."""
+    """Base class: holds the input projection ``W_xh (G, I)``, its bias ``b (G,)`` (and torch's
+    second bias ``b_hh`` where a cell mirrors a torch kernel) and, with ``extra_size``, the extra
+    input's ``W_ih (G, D)``."""
 
     #: number of gate blocks stacked in the projected input (G = gates * H)
     gates: ClassVar[int] = 1
@@ -55,6 +56,12 @@ class Cell(nn.Module):
         self.W_xh = self.weight(g, input_size)
         self.b = self.weight(g)
         self.W_ih = self.weight(g, extra_size) if extra_size else None
+        #: torch's second bias: a cell that mirrors one of torch's kernels (nn.RNN, LSTM, GRU) has
+        #: their two biases, b (torch's bias_ih) and b_hh, added where torch adds them. Not the same
+        #: model as one bias in training: both get the same gradient, so under Adam their sum moves
+        #: twice as far a step (measured: a plain nn.LSTM char model with bias_hh frozen at zero
+        #: learned more slowly, benchmarks.parity, README). None for cells with one bias.
+        self.b_hh: nn.Parameter | None = None
 
     @property
     def gate_size(self) -> int:
@@ -72,9 +79,26 @@ class Cell(nn.Module):
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
+    def input_bias(self) -> Tensor:
+        """The bias of the input half (G,): ``b``, plus ``b_hh`` where the cell has it (for the
+        leading gates it covers: all of them, or a GRU's r and z; its n gate's ``b_hn`` sits
+        inside the reset gate)."""
+        if self.b_hh is None:
+            return self.b
+        if self.b_hh.shape[0] == self.b.shape[0]:
+            return self.b + self.b_hh
+        return self.b + nn.functional.pad(self.b_hh, (0, self.b.shape[0] - self.b_hh.shape[0]))
+
     def project_input(self, x: Tensor) -> Tensor:
-        """``W_xh x + b``: (..., I) -> (..., G)."""
-        return nn.functional.linear(x, self.W_xh, self.b)
+        """``W_xh x + b (+ b_hh)``: (..., I) -> (..., G)."""
+        return nn.functional.linear(x, self.W_xh, self.input_bias())
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a checkpoint saved before the cells had torch's second bias: b_hh = 0 is the function it
+        # was trained as, exactly
+        if self.b_hh is not None and prefix + "b" in state_dict and prefix + "b_hh" not in state_dict:
+            state_dict[prefix + "b_hh"] = torch.zeros_like(self.b_hh)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def project_extra(self, u: Tensor) -> Tensor:
         """``W_ih u``: the extra input's term, (..., D) -> (..., G)."""

@@ -10,13 +10,13 @@ from zoo.cells.base import Cell, RecurrentWeight, recurrent_matmul, tanh
 class GRUCell(Cell):
     """Gated recurrent unit.
 
-        [a_r, a_z, a_n] = W_xh x_t + b                    # (B, 3H), input half
+        [a_r, a_z, a_n] = W_xh x_t + b + [b_hr, b_hz, 0]  # (B, 3H), input half (b_hh = [b_hr, b_hz])
         [u_r, u_z, u_n] = W_hh h_{t-1}                    # (B, 3H), recurrent half
         r = sigmoid(a_r + u_r);  z = sigmoid(a_z + u_z)
         n = tanh(a_n + r * (u_n + b_hn))
         h_t = (1 - z) * n + z * h_{t-1}
 
-    ``b_hn`` is the one bias that cannot be folded into ``b``: the reset gate scales it.
+    ``b_hn`` is the one bias that cannot be folded into the input half: the reset gate scales it.
     Extras: torch's ``nn.GRU`` kernel, a hand-written backward step.
     """
 
@@ -27,14 +27,14 @@ class GRUCell(Cell):
         super().__init__(input_size, hidden_size, extra_size)
         self.W_hh = self.weight(3 * hidden_size, hidden_size)
         self.b_hn = self.weight(hidden_size)
+        self.b_hh = self.weight(2 * hidden_size)  # torch's b_hr, b_hz (its b_hn is ours above)
 
     def step(self, xp: Tensor, state: Tensor, w_hh_t: RecurrentWeight | None = None):
         return self.step_cached(xp, state, w_hh_t)[:2]
 
     # -- extras: the fused kernel's layout, the hand-written backward ------------------
     def fused_weights(self):
-        zeros = torch.zeros(2 * self.hidden_size, dtype=self.b.dtype, device=self.b.device)
-        return self.W_xh, self.W_hh, self.b, torch.cat([zeros, self.b_hn])
+        return self.W_xh, self.W_hh, self.b, torch.cat([self.b_hh, self.b_hn])
 
     def step_cached(self, xp: Tensor, state: Tensor, w_hh_t: RecurrentWeight | None = None):
         H = self.hidden_size

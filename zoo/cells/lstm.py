@@ -10,7 +10,7 @@ from zoo.cells.base import Cell, RecurrentWeight, recurrent_matmul, tanh
 class LSTMCell(Cell):
     """Long short-term memory.
 
-        [i, f, g, o] = W_xh x_t + W_hh h_{t-1} + b        # (B, 4H)
+        [i, f, g, o] = W_xh x_t + W_hh h_{t-1} + b + b_hh  # (B, 4H); b_hh: torch's second bias
         c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
         h_t = sigmoid(o) * tanh(c_t)
 
@@ -26,6 +26,7 @@ class LSTMCell(Cell):
     def __init__(self, input_size: int, hidden_size: int, extra_size: int = 0, forget_bias: float = 0.0) -> None:
         super().__init__(input_size, hidden_size, extra_size)
         self.W_hh = self.weight(4 * hidden_size, hidden_size)
+        self.b_hh = self.weight(4 * hidden_size)
         self.forget_bias = forget_bias
         self._open_forget_gate()
 
@@ -46,7 +47,7 @@ class LSTMCell(Cell):
 
     # -- extras: the fused kernel's layout, the hand-written backward ------------------
     def fused_weights(self):
-        return self.W_xh, self.W_hh, self.b, None
+        return self.W_xh, self.W_hh, self.b, self.b_hh
 
     def step_cached(self, xp: Tensor, state: tuple[Tensor, Tensor], w_hh_t: RecurrentWeight | None = None):
         h, c = state

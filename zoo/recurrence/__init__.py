@@ -183,8 +183,8 @@ class Recurrence(nn.Module):
         """Layer 0's input half for every row of an embedding (V, E) -> (V, G), kept until the
         weights change: generating, a word's projection is a row lookup, not a matmul per step."""
         cell = self.cells[0]
-        return cached_for_weights(self, "input_table", (embedding, cell.W_xh, cell.b),
-                                  lambda: cell.project_input(embedding))
+        weights = (embedding, cell.W_xh, cell.b, *([] if cell.b_hh is None else [cell.b_hh]))
+        return cached_for_weights(self, "input_table", weights, lambda: cell.project_input(embedding))
 
     def step_projected(self, xp0: Tensor, state: RecurrentState, extra: StepInput | None = None) -> Stepped:
         """One step of every layer, from layer 0's projected input xp0 (B, G) (``project_input``,

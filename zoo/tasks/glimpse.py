@@ -112,7 +112,7 @@ class GlimpseTask(Classifying, Task):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         run = self.look(batch["images"])
         logits = self.head(run.outputs)
-        loss = self.label_loss("train", logits, batch["labels"])
+        loss = ce = self.label_loss("train", logits, batch["labels"])
         if self.reinforced:
             reward = (logits.argmax(-1) == batch["labels"]).float().unsqueeze(1)  # (B, 1): 1 for a right answer
             baseline = self.W_b(run.trace["h_prev"].detach()).squeeze(2)  # (B, T): from the state that chose l_t
@@ -122,7 +122,11 @@ class GlimpseTask(Classifying, Task):
             loss = loss + baseline_loss + self.policy_weight * policy
             self.log_dict({"train/reward": reward.mean(), "train/baseline_mse": baseline_loss})
         loss = self.check_finite(loss)
-        self.log("train/loss", loss, prog_bar=True)
+        # train/loss is the classification loss, as val/loss and test/loss are; the hybrid
+        # objective (with the policy surrogate, which can be negative) is train/objective
+        self.log("train/loss", ce, prog_bar=True)
+        if self.reinforced:
+            self.log("train/objective", loss)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
