@@ -26,7 +26,8 @@ Both sides run in one process, one after the other (the order alternates over se
 the torch thread count pinned; ``step_time_ratio`` is the geometric mean over seeds of the zoo's
 median step time (batch start to next batch start) over the plain loop's. ``--seeds K`` runs K seeds of each and prints
 mean ± std. The last line is one JSON object: ``zoo/<metric>``, ``plain/<metric>`` (means),
-``*_std`` with several seeds, ``zoo/steps``, ``plain/steps``, ``step_time_ratio``.
+``*_std`` with several seeds, ``zoo/steps``, ``plain/steps``, ``step_time_ratio`` (and each seed's,
+``step_time_ratio_pairs``).
 
 ``--same-init`` starts the plain model from the zoo model's initial weights (the zoo's cells have
 torch's parameters, both biases included), so that the two take the same steps:
@@ -595,10 +596,12 @@ def main(argv: list[str] | None = None) -> None:
           f"torch {torch.__version__}", flush=True)
 
     runs: dict[str, list[Result]] = {"zoo": [], "plain": []}
+    firsts: list[str] = []  # the side each seed ran first
     for k, cfg in enumerate(configs):
         seed = args.seed + k
         # alternate, so that a drift of the machine's speed hits both sides (--same-init: the zoo first)
         order = ("zoo", "plain") if k % 2 == 0 or args.same_init else ("plain", "zoo")
+        firsts.append(order[0])
         for side in order:
             torch.set_num_threads(args.threads)
             initial = runs["zoo"][-1].initial if args.same_init and side == "plain" else None
@@ -636,11 +639,10 @@ def main(argv: list[str] | None = None) -> None:
         result["train_loss_gap_max"] = max(abs(a - b) for z, q in zip(runs["zoo"], runs["plain"])
                                            for a, b in zip(z.train_losses, q.train_losses))
         print(f"  same initial weights: training losses differ by at most {result['train_loss_gap_max']:.2e}")
-    firsts = ["zoo" if k % 2 == 0 or args.same_init else "plain" for k in range(len(pairs))]
     print(f"  median step: zoo {result['zoo/step_ms']:.1f} ms, plain {result['plain/step_ms']:.1f} ms; per seed zoo / plain "
           + ", ".join(f"{r:.3f} ({first} first)" for r, first in zip(pairs, firsts))
           + f"; ratio (geometric mean) {result['step_time_ratio']:.3f} (target <= 1.05)"
-          + ("" if len(pairs) % 2 == 0 and not args.same_init else
+          + ("" if firsts.count("zoo") == firsts.count("plain") else
              " -- an odd number of seeds or --same-init leaves the drift of the machine in it"))
     print(json.dumps(result), flush=True)
 

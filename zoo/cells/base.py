@@ -85,8 +85,6 @@ class Cell(nn.Module):
         inside the reset gate)."""
         if self.b_hh is None:
             return self.b
-        if self.b_hh.shape[0] == self.b.shape[0]:
-            return self.b + self.b_hh
         return self.b + nn.functional.pad(self.b_hh, (0, self.b.shape[0] - self.b_hh.shape[0]))
 
     def project_input(self, x: Tensor) -> Tensor:
